@@ -1,0 +1,2 @@
+/* dmri-phantom: placeholder until the generator lands. */
+int main(void) { return 0; }

@@ -1,0 +1,62 @@
+/* image: NIfTI-1/NIfTI-2 reading (through niftilib) and writing, in the
+ * numeric form the pipeline uses.
+ *
+ * Data is held either as float32 (native float32, and every integer type that
+ * float32 holds exactly: uint8, int8, int16, uint16) or as float64 (float64,
+ * int32, uint32 and any image with scl_slope/scl_inter applied, as nibabel
+ * does: PIPELINE.md Step 1). `datatype` keeps the file's type, because the
+ * precision rules downstream depend on it. Writes go to a temporary name in
+ * the same folder, are checked, then renamed: a file that exists is complete. */
+#ifndef DMRI_IMAGE_H
+#define DMRI_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmri_err.h"
+
+typedef enum { DMRI_STORE_F32 = 0, DMRI_STORE_F64 = 1 } dmri_store_t;
+
+typedef struct {
+    int ndim;              /* 3 or 4 */
+    int nx, ny, nz, nv;    /* nv = 1 for a 3-D image */
+    int datatype;          /* NIfTI DT_* code of the file */
+    int scaled;            /* 1 if scl_slope/scl_inter were applied (data is f64) */
+    dmri_store_t store;    /* type of `data` */
+    void *data;            /* nx*ny*nz*nv values, x fastest, volumes contiguous */
+    double pixdim[4];      /* voxel sizes (mm) and TR */
+    int qform_code, sform_code;
+    double quatern[6];     /* quatern_b, c, d, qoffset_x, y, z */
+    double qfac;
+    double srow[3][4];     /* sform rows */
+    int xyz_units, time_units;
+} dmri_image_t;
+
+/* Read `path` (.nii or .nii.gz, NIfTI-1 or -2). Errors name the file and the
+ * problem: missing, not NIfTI, truncated/corrupt gzip, unsupported datatype. */
+int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err);
+
+/* Free the data; safe to call twice. */
+void dmri_image_close(dmri_image_t *img);
+
+/* Number of voxels per volume. */
+size_t dmri_image_nvox(const dmri_image_t *img);
+
+/* 1 if the precision rules of float32 apply (native float32, unscaled). */
+int dmri_image_is_f32_semantics(const dmri_image_t *img);
+
+/* 1 if the file's type is an integer type (outputs are truncated to it). */
+int dmri_image_is_integer(const dmri_image_t *img);
+
+/* Write a NIfTI-1 file (gzip if the name ends in .gz) with the geometry
+ * (qform, sform, pixdim, units) of `geom`, dims nx,ny,nz[,d4[,d5]] (ndim 3..5),
+ * datatype DT_UINT8, DT_INT16, DT_UINT16, DT_INT8, DT_INT32, DT_FLOAT32 or
+ * DT_FLOAT64, `data` already in that type. Written to a temporary name, checked,
+ * then renamed over `path`. */
+int dmri_image_write(const char *path, const dmri_image_t *geom, int ndim, const int *dims,
+                     int datatype, const void *data, dmri_err_t *err);
+
+/* Size in bytes of one value of a NIfTI datatype, 0 if unsupported. */
+size_t dmri_image_datatype_size(int datatype);
+
+#endif
