@@ -36,4 +36,10 @@ size_t dmri_nlmeans_workspace_len(int nx, int ny, int nzs);
 void dmri_nlmeans_block(const double *padded, int nx, int ny, int nzs, const uint8_t *mask,
                         double sigma, int rician, double *out, double *workspace);
 
+/* Same contract as dmri_nlmeans_block, computed voxel by voxel in dipy's exact
+ * loop and summation order (bit-identical to dipy in float64 with glibc exp);
+ * ~2x slower. For tests and as the reference for faster variants. */
+void dmri_nlmeans_block_reference(const double *padded, int nx, int ny, int nzs,
+                                  const uint8_t *mask, double sigma, int rician, double *out);
+
 #endif
