@@ -1,0 +1,632 @@
+/* image: NIfTI-1/-2 reading and NIfTI-1 writing (see image.h).
+ *
+ * niftilib parses the header (both versions, both byte orders, extensions);
+ * this file reads the voxel data itself through zlib. Doing the data read
+ * here lets us (1) convert chunk by chunk straight into the final buffer, so
+ * a 4.2 GB float32 image costs 4.2 GB and an int16 image costs its float32
+ * size plus one small chunk, never two full copies; (2) tell a truncated or
+ * corrupt gzip stream apart from a good one (we read on to the gzip trailer,
+ * whose CRC and length zlib checks; niftilib stops at the last data byte and
+ * only reports a short read on stderr). Scaling follows nibabel 5.0
+ * (PIPELINE.md Step 1). Writes use niftilib to build the NIfTI-1 header and
+ * zlib to write it, checking every call, to a temporary name then renamed:
+ * Debian 12's nifti_image_write cannot report a failed write. */
+#include "image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <nifti2_io.h>
+
+#include "dmri_alloc.h"
+#include "fsutil.h"
+
+/* Values converted per chunk when the stored type differs from the file's. */
+#define CHUNK_VALUES ((size_t)1 << 20)
+/* Largest single gzread/gzwrite (their length is an unsigned int, the
+ * result an int). */
+#define IO_PIECE ((size_t)1 << 28)
+/* gzip level for outputs: level 1 is ~4x faster than zlib's default 6 and
+ * only a few % larger on this kind of data; outputs are large (a denoised HCP
+ * image is 4.2 GB raw) and written once, so speed wins. */
+#define GZ_WRITE_MODE "wb1"
+
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+
+/* niftilib prints diagnostics to stderr at its default debug level 1; a
+ * library must not, and we report every failure ourselves. */
+static void quiet_niftilib(void) { nifti_set_debug_level(0); }
+
+size_t dmri_image_datatype_size(int datatype) {
+    switch (datatype) {
+    case DT_UINT8:
+    case DT_INT8:
+        return 1;
+    case DT_INT16:
+    case DT_UINT16:
+        return 2;
+    case DT_INT32:
+    case DT_UINT32:
+    case DT_FLOAT32:
+        return 4;
+    case DT_FLOAT64:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+size_t dmri_image_nvox(const dmri_image_t *img) {
+    return (size_t)img->nx * (size_t)img->ny * (size_t)img->nz;
+}
+
+int dmri_image_is_f32_semantics(const dmri_image_t *img) {
+    return img->datatype == DT_FLOAT32 && !img->scaled;
+}
+
+/* A scaled integer image is float64 for numpy, so it is not "integer". */
+int dmri_image_is_integer(const dmri_image_t *img) {
+    if (img->scaled)
+        return 0;
+    switch (img->datatype) {
+    case DT_UINT8:
+    case DT_INT8:
+    case DT_INT16:
+    case DT_UINT16:
+    case DT_INT32:
+    case DT_UINT32:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+void dmri_image_close(dmri_image_t *img) {
+    if (!img)
+        return;
+    dmri_free(img->data);
+    img->data = NULL;
+}
+
+/* "1.2 MB" style sizes for error messages. */
+static void fmt_bytes(char *out, size_t outsz, unsigned long long n) {
+    if (n >= 1000000ULL)
+        snprintf(out, outsz, "%.1f MB", (double)n / 1e6);
+    else if (n >= 1000ULL)
+        snprintf(out, outsz, "%.1f kB", (double)n / 1e3);
+    else
+        snprintf(out, outsz, "%llu bytes", n);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && strcasecmp(s + ls - lx, suffix) == 0;
+}
+
+/* zlib's description of the last error of `f`, or "" if none. */
+static const char *gz_error_text(gzFile f, int *errnum) {
+    int e = Z_OK;
+    const char *msg = gzerror(f, &e);
+    if (errnum)
+        *errnum = e;
+    return (e == Z_OK || !msg) ? "" : msg;
+}
+
+/* ------------------------------------------------------------------ read */
+
+/* What we take from the raw header, before niftilib's own clean-up (it turns
+ * a non-finite scl_slope/scl_inter into 0, which would hide the "valid slope,
+ * invalid intercept" case that nibabel refuses). */
+typedef struct {
+    int version;           /* 1 or 2 */
+    int64_t dim[8];
+    int datatype;
+    double slope, inter;
+} raw_header_t;
+
+/* Read the first bytes of `path` ourselves to give precise messages (gzip
+ * damage, too short, not NIfTI, bad dims) that niftilib would only print. */
+static int sniff_header(const char *path, raw_header_t *rh, dmri_err_t *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return dmri_err_set(err, DMRI_ENOENT, "%s: no such file", path);
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode))
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: is a folder, not a NIfTI file", path);
+
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", path,
+                            errno ? strerror(errno) : "out of memory");
+    unsigned char buf[sizeof(nifti_2_header)];
+    int n = gzread(f, buf, sizeof buf);
+    int zerr = Z_OK;
+    const char *zmsg = gz_error_text(f, &zerr);
+    char zcopy[128];
+    snprintf(zcopy, sizeof zcopy, "%s", zmsg);
+    int compressed = !gzdirect(f);
+    gzclose(f);
+    if (n < 0 || (zerr != Z_OK && zerr != Z_BUF_ERROR))
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: truncated or corrupt gzip stream (in the header: %s)", path,
+                            zcopy);
+    if (n < (int)sizeof(nifti_1_header)) {
+        if (compressed && zerr == Z_BUF_ERROR)
+            return dmri_err_set(err, DMRI_EFORMAT,
+                                "%s: truncated or corrupt gzip stream (read %d of the %d "
+                                "header bytes)",
+                                path, n, (int)sizeof(nifti_1_header));
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: not a NIfTI file (only %d bytes, a header needs 348)", path, n);
+    }
+    if (compressed && !ends_with(path, ".gz"))
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: file is gzip-compressed but its name does not end in .gz", path);
+
+    int32_t sz;
+    memcpy(&sz, buf, 4);
+    int32_t swapped = sz;
+    nifti_swap_4bytes(1, &swapped);
+    int version = 0, swap = 0;
+    if (sz == 348 || swapped == 348) {
+        version = 1;
+        swap = sz != 348;
+    } else if (sz == 540 || swapped == 540) {
+        version = 2;
+        swap = sz != 540;
+    } else {
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: not a NIfTI file (header size field is %d, expected 348 or 540)",
+                            path, (int)sz);
+    }
+
+    memset(rh, 0, sizeof *rh);
+    rh->version = version;
+    if (version == 1) {
+        nifti_1_header h;
+        memcpy(&h, buf, sizeof h);
+        if (swap)
+            nifti_swap_as_nifti1(&h);
+        if (memcmp(h.magic, "n+1", 4) != 0 && memcmp(h.magic, "ni1", 4) != 0)
+            return dmri_err_set(err, DMRI_EFORMAT,
+                                "%s: not a NIfTI file (no NIfTI-1 magic; ANALYZE 7.5 is not "
+                                "supported)",
+                                path);
+        for (int i = 0; i < 8; i++)
+            rh->dim[i] = h.dim[i];
+        rh->datatype = h.datatype;
+        rh->slope = h.scl_slope;
+        rh->inter = h.scl_inter;
+    } else {
+        if (n < (int)sizeof(nifti_2_header))
+            return dmri_err_set(err, DMRI_EFORMAT,
+                                "%s: truncated NIfTI-2 header (%d of 540 bytes)", path, n);
+        nifti_2_header h;
+        memcpy(&h, buf, sizeof h);
+        if (swap)
+            nifti_swap_as_nifti2(&h);
+        if (memcmp(h.magic, "n+2", 4) != 0 && memcmp(h.magic, "ni2", 4) != 0)
+            return dmri_err_set(err, DMRI_EFORMAT, "%s: not a NIfTI file (no NIfTI-2 magic)",
+                                path);
+        for (int i = 0; i < 8; i++)
+            rh->dim[i] = h.dim[i];
+        rh->datatype = h.datatype;
+        rh->slope = h.scl_slope;
+        rh->inter = h.scl_inter;
+    }
+    if (rh->dim[0] < 1 || rh->dim[0] > 7)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: invalid number of dimensions dim[0] = %lld",
+                            path, (long long)rh->dim[0]);
+    for (int i = 1; i <= rh->dim[0]; i++)
+        if (rh->dim[i] < 1)
+            return dmri_err_set(err, DMRI_EFORMAT, "%s: dimension %d has size %lld (must be >= 1)",
+                                path, i, (long long)rh->dim[i]);
+    return 0;
+}
+
+/* Convert n raw values (native byte order) to the stored type, applying the
+ * scaling the nibabel way: v = raw as f64; v *= slope if slope != 1; v += inter
+ * if inter != 0 (each step only when needed, so a -0.0 stays -0.0 as in numpy). */
+#define CONVERT_LOOP(T)                                                             \
+    do {                                                                            \
+        const T *s = (const T *)src;                                                \
+        if (store == DMRI_STORE_F32) {                                              \
+            float *d = (float *)dst;                                                \
+            for (size_t i = 0; i < n; i++)                                          \
+                d[i] = (float)s[i];                                                 \
+        } else if (!scaled) {                                                       \
+            double *d = (double *)dst;                                              \
+            for (size_t i = 0; i < n; i++)                                          \
+                d[i] = (double)s[i];                                                \
+        } else {                                                                    \
+            double *d = (double *)dst;                                              \
+            for (size_t i = 0; i < n; i++) {                                        \
+                double v = (double)s[i];                                            \
+                if (slope != 1.0)                                                   \
+                    v *= slope;                                                     \
+                if (inter != 0.0)                                                   \
+                    v += inter;                                                     \
+                d[i] = v;                                                           \
+            }                                                                       \
+        }                                                                           \
+    } while (0)
+
+static void convert_values(const void *src, int datatype, size_t n, void *dst,
+                           dmri_store_t store, int scaled, double slope, double inter) {
+    switch (datatype) {
+    case DT_UINT8: CONVERT_LOOP(uint8_t); break;
+    case DT_INT8: CONVERT_LOOP(int8_t); break;
+    case DT_INT16: CONVERT_LOOP(int16_t); break;
+    case DT_UINT16: CONVERT_LOOP(uint16_t); break;
+    case DT_INT32: CONVERT_LOOP(int32_t); break;
+    case DT_UINT32: CONVERT_LOOP(uint32_t); break;
+    case DT_FLOAT32: CONVERT_LOOP(float); break;
+    case DT_FLOAT64: CONVERT_LOOP(double); break;
+    default: break;
+    }
+}
+#undef CONVERT_LOOP
+
+/* Read exactly `len` bytes; returns the number read (short on EOF/error). */
+static size_t gz_read_full(gzFile f, void *buf, size_t len) {
+    size_t got = 0;
+    char *p = buf;
+    while (got < len) {
+        size_t piece = len - got < IO_PIECE ? len - got : IO_PIECE;
+        int r = gzread(f, p + got, (unsigned)piece);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+static int short_read_error(const char *path, gzFile f, int compressed, unsigned long long got,
+                            unsigned long long want, dmri_err_t *err) {
+    char a[32], b[32];
+    fmt_bytes(a, sizeof a, got);
+    fmt_bytes(b, sizeof b, want);
+    int zerr = Z_OK;
+    const char *zmsg = gz_error_text(f, &zerr);
+    if (compressed)
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: truncated or corrupt gzip stream (read %s of %s expected%s%s)",
+                            path, a, b, *zmsg ? "; zlib: " : "", zmsg);
+    if (zerr == Z_ERRNO)
+        return dmri_err_set(err, DMRI_EIO, "%s: read error after %s of %s: %s", path, a, b,
+                            strerror(errno));
+    return dmri_err_set(err, DMRI_EFORMAT, "%s: file is truncated (read %s of %s expected)",
+                        path, a, b);
+}
+
+static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img,
+                     double slope, double inter, dmri_err_t *err) {
+    const size_t nval = (size_t)img->nx * img->ny * img->nz * img->nv;
+    const size_t bpv = dmri_image_datatype_size(img->datatype);
+    const size_t osz = img->store == DMRI_STORE_F32 ? 4 : 8;
+    const int swap = nim->byteorder != nifti_short_order() && bpv > 1;
+    const unsigned long long want = (unsigned long long)nval * bpv;
+    int rc = 0;
+
+    /* niftilib knows where the data lives (.nii, or .img of a pair). */
+    const char *dname = nim->iname ? nim->iname : path;
+    gzFile f = gzopen(dname, "rb");
+    if (!f)
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", dname,
+                            errno ? strerror(errno) : "out of memory");
+    gzbuffer(f, 1 << 20);
+    const int compressed = !gzdirect(f);
+    if (nim->iname_offset > 0 && gzseek(f, (z_off_t)nim->iname_offset, SEEK_SET) < 0) {
+        rc = short_read_error(dname, f, compressed, 0, want, err);
+        gzclose(f);
+        return rc;
+    }
+
+    img->data = dmri_aligned_alloc(nval * osz);
+    unsigned long long got = 0;
+    if (!img->scaled && (img->datatype == DT_FLOAT32 || img->datatype == DT_FLOAT64)) {
+        /* float32 -> f32 or float64 -> f64: read straight into place. */
+        got = gz_read_full(f, img->data, (size_t)want);
+        if (got == want && swap)
+            nifti_swap_Nbytes((int64_t)nval, (int)bpv, img->data);
+    } else {
+        void *chunk = dmri_malloc(CHUNK_VALUES * bpv);
+        for (size_t done = 0; done < nval;) {
+            size_t m = nval - done < CHUNK_VALUES ? nval - done : CHUNK_VALUES;
+            size_t r = gz_read_full(f, chunk, m * bpv);
+            got += r;
+            if (r != m * bpv)
+                break;
+            if (swap)
+                nifti_swap_Nbytes((int64_t)m, (int)bpv, chunk);
+            convert_values(chunk, img->datatype, m, (char *)img->data + done * osz, img->store,
+                           img->scaled, slope, inter);
+            done += m;
+        }
+        dmri_free(chunk);
+    }
+    if (got != want) {
+        rc = short_read_error(dname, f, compressed, got, want, err);
+    } else if (compressed) {
+        /* Read on to the end so zlib checks the trailer (CRC-32 and length):
+         * a stream damaged after the data, or cut inside the trailer, fails. */
+        char tail[4096];
+        int r;
+        while ((r = gzread(f, tail, sizeof tail)) > 0)
+            ;
+        int zerr = Z_OK;
+        const char *zmsg = gz_error_text(f, &zerr);
+        if (r < 0 || zerr != Z_OK)
+            rc = dmri_err_set(err, DMRI_EFORMAT,
+                              "%s: truncated or corrupt gzip stream (all data read, but the "
+                              "stream ends badly: %s)",
+                              dname, zmsg);
+    }
+    gzclose(f);
+    if (rc != 0) {
+        dmri_free(img->data);
+        img->data = NULL;
+    }
+    return rc;
+}
+
+int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err) {
+    memset(img, 0, sizeof *img);
+    pthread_once(&quiet_once, quiet_niftilib);
+
+    raw_header_t rh;
+    int rc = sniff_header(path, &rh, err);
+    if (rc != 0)
+        return rc;
+
+    nifti_image *nim = nifti_image_read(path, 0);
+    if (!nim)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: niftilib cannot read the NIfTI-%d header",
+                            path, rh.version);
+
+    const int dt = nim->datatype;
+    if (dmri_image_datatype_size(dt) == 0) {
+        rc = dmri_err_set(err, DMRI_EUNSUP,
+                          "%s: unsupported datatype %s (NIfTI code %d); supported: uint8, int8, "
+                          "int16, uint16, int32, uint32, float32, float64",
+                          path, nifti_datatype_string(dt), dt);
+        goto out;
+    }
+    const int64_t *dim = nim->dim;
+    int ndim = (int)dim[0];
+    if (ndim < 3) {
+        rc = dmri_err_set(err, DMRI_EUNSUP, "%s: %d-D image; a 3-D or 4-D image is needed", path,
+                          ndim);
+        goto out;
+    }
+    /* 5-D and up are accepted only when the extra axes have size 1. */
+    for (int i = 5; i <= ndim; i++) {
+        if (dim[i] != 1) {
+            rc = dmri_err_set(err, DMRI_EUNSUP,
+                              "%s: %d-D image with dimension %d of size %lld; only 3-D or 4-D "
+                              "images are supported",
+                              path, ndim, i, (long long)dim[i]);
+            goto out;
+        }
+    }
+    if (ndim > 4)
+        ndim = 4;
+    for (int i = 1; i <= ndim; i++) {
+        if (dim[i] < 1 || dim[i] > INT_MAX) {
+            rc = dmri_err_set(err, DMRI_EFORMAT, "%s: dimension %d has size %lld", path, i,
+                              (long long)dim[i]);
+            goto out;
+        }
+    }
+    const double total = (double)dim[1] * dim[2] * dim[3] * (ndim == 4 ? dim[4] : 1) * 8.0;
+    if (total > (double)(SIZE_MAX / 2)) {
+        rc = dmri_err_set(err, DMRI_ERANGE, "%s: image too large", path);
+        goto out;
+    }
+
+    /* Scaling, as nibabel 5.0's get_slope_inter + apply_read_scaling. */
+    double slope = rh.slope, inter = rh.inter;
+    int scaled = 0;
+    if (slope != 0.0 && isfinite(slope)) {
+        if (!isfinite(inter)) {
+            rc = dmri_err_set(err, DMRI_EFORMAT,
+                              "%s: valid scl_slope %g but invalid scl_inter %g", path, slope,
+                              inter);
+            goto out;
+        }
+        scaled = !(slope == 1.0 && inter == 0.0);
+    }
+
+    img->ndim = ndim;
+    img->nx = (int)dim[1];
+    img->ny = (int)dim[2];
+    img->nz = (int)dim[3];
+    img->nv = ndim == 4 ? (int)dim[4] : 1;
+    img->datatype = dt;
+    img->scaled = scaled;
+    /* f32 holds float32 and the 8/16-bit integers exactly; the rest, and
+     * anything scaled (float64 in numpy), is held as f64. */
+    if (scaled)
+        img->store = DMRI_STORE_F64;
+    else
+        img->store = (dt == DT_FLOAT32 || dmri_image_datatype_size(dt) <= 2) ? DMRI_STORE_F32
+                                                                               : DMRI_STORE_F64;
+    for (int i = 0; i < 4; i++)
+        img->pixdim[i] = nim->pixdim[i + 1];
+    img->qform_code = nim->qform_code;
+    img->sform_code = nim->sform_code;
+    img->quatern[0] = nim->quatern_b;
+    img->quatern[1] = nim->quatern_c;
+    img->quatern[2] = nim->quatern_d;
+    img->quatern[3] = nim->qoffset_x;
+    img->quatern[4] = nim->qoffset_y;
+    img->quatern[5] = nim->qoffset_z;
+    img->qfac = nim->qfac;
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 4; c++)
+            img->srow[r][c] = nim->sto_xyz.m[r][c];
+    img->xyz_units = nim->xyz_units;
+    img->time_units = nim->time_units;
+
+    rc = read_data(path, nim, img, slope, inter, err);
+out:
+    nifti_image_free(nim);
+    if (rc != 0)
+        dmri_image_close(img);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- write */
+
+static int write_all(gzFile gz, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        size_t piece = len < IO_PIECE ? len : IO_PIECE;
+        int w = gzwrite(gz, p, (unsigned)piece);
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Fill a NIfTI-1 header through niftilib from `geom`'s geometry. */
+static int build_header(const char *path, const dmri_image_t *geom, int ndim, const int *dims,
+                        int datatype, nifti_1_header *hdr, dmri_err_t *err) {
+    int64_t d[8] = {ndim, 1, 1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < ndim; i++)
+        d[i + 1] = dims[i];
+    nifti_image *nim = nifti_make_new_nim(d, datatype, 0);
+    if (!nim)
+        return dmri_err_set(err, DMRI_EINVAL, "%s: niftilib cannot make a header", path);
+    for (int i = 1; i <= 7; i++)
+        nim->pixdim[i] = 1.0;
+    for (int i = 0; i < 3; i++)
+        nim->pixdim[i + 1] = geom->pixdim[i];
+    /* The time step only means something for a series of the input's volumes. */
+    if (ndim >= 4 && geom->ndim == 4 && dims[3] == geom->nv)
+        nim->pixdim[4] = geom->pixdim[3];
+    nim->dx = nim->pixdim[1];
+    nim->dy = nim->pixdim[2];
+    nim->dz = nim->pixdim[3];
+    nim->dt = nim->pixdim[4];
+    nim->du = nim->dv = nim->dw = 1.0;
+    nim->qform_code = geom->qform_code;
+    nim->sform_code = geom->sform_code;
+    nim->quatern_b = geom->quatern[0];
+    nim->quatern_c = geom->quatern[1];
+    nim->quatern_d = geom->quatern[2];
+    nim->qoffset_x = geom->quatern[3];
+    nim->qoffset_y = geom->quatern[4];
+    nim->qoffset_z = geom->quatern[5];
+    nim->qfac = geom->qfac < 0 ? -1.0 : 1.0;
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 4; c++)
+            nim->sto_xyz.m[r][c] = geom->srow[r][c];
+    nim->xyz_units = geom->xyz_units;
+    nim->time_units = geom->time_units;
+    nim->scl_slope = 1.0;
+    nim->scl_inter = 0.0;
+    int rc = nifti_convert_nim2n1hdr(nim, hdr);
+    nifti_image_free(nim);
+    if (rc != 0)
+        return dmri_err_set(err, DMRI_EINVAL, "%s: niftilib cannot convert the header", path);
+    hdr->sizeof_hdr = (int)sizeof(nifti_1_header);
+    hdr->vox_offset = 352.0f;
+    memcpy(hdr->magic, "n+1", 4);
+    snprintf(hdr->descrip, sizeof hdr->descrip, "dmri %s", DMRI_VERSION);
+    return 0;
+}
+
+int dmri_image_write(const char *path, const dmri_image_t *geom, int ndim, const int *dims,
+                     int datatype, const void *data, dmri_err_t *err) {
+    pthread_once(&quiet_once, quiet_niftilib);
+    if (ndim < 3 || ndim > 5)
+        return dmri_err_set(err, DMRI_EINVAL, "%s: cannot write a %d-D image (3 to 5)", path,
+                            ndim);
+    const size_t bpv = dmri_image_datatype_size(datatype);
+    if (bpv == 0)
+        return dmri_err_set(err, DMRI_EINVAL, "%s: cannot write datatype %d", path, datatype);
+    size_t nval = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] < 1 || dims[i] > 32767) /* NIfTI-1 dims are int16 */
+            return dmri_err_set(err, DMRI_EINVAL, "%s: dimension %d of size %d does not fit "
+                                "NIfTI-1 (1..32767)", path, i + 1, dims[i]);
+        nval *= (size_t)dims[i];
+    }
+
+    nifti_1_header hdr;
+    int rc = build_header(path, geom, ndim, dims, datatype, &hdr, err);
+    if (rc != 0)
+        return rc;
+
+    char tmp[4096];
+    if (dmri_tmp_name_for(tmp, sizeof tmp, path) != 0)
+        return dmri_err_set(err, DMRI_ERANGE, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot write (creating a temporary file in its "
+                            "folder failed: %s)", path, strerror(errno));
+
+    /* gzip for .gz names; zlib's transparent mode ("T") writes plain bytes
+     * otherwise, so both go through one checked path. zlib gets a duplicate
+     * of the descriptor, so we can still fsync after gzclose. */
+    const char *mode = ends_with(path, ".gz") ? GZ_WRITE_MODE : "wbT";
+    int fd2 = dup(fd);
+    gzFile gz = fd2 >= 0 ? gzdopen(fd2, mode) : NULL;
+    if (!gz) {
+        int e = errno;
+        if (fd2 >= 0)
+            close(fd2);
+        close(fd);
+        unlink(tmp);
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot start writing: %s", path,
+                            e ? strerror(e) : "out of memory");
+    }
+    gzbuffer(gz, 1 << 20);
+    static const char ext[4] = {0, 0, 0, 0}; /* no header extensions */
+    const char *what = NULL;
+    errno = 0;
+    if (write_all(gz, &hdr, sizeof hdr) != 0 || write_all(gz, ext, sizeof ext) != 0 ||
+        write_all(gz, data, nval * bpv) != 0) {
+        int zerr = Z_OK;
+        const char *zmsg = gz_error_text(gz, &zerr);
+        what = zerr == Z_ERRNO ? strerror(errno) : zmsg;
+    }
+    char whatbuf[256];
+    if (what) {
+        snprintf(whatbuf, sizeof whatbuf, "%s", what);
+        what = whatbuf;
+    }
+    errno = 0;
+    int zc = gzclose(gz); /* flushes: a full disk may show up only here */
+    if (!what && zc != Z_OK)
+        what = zc == Z_ERRNO && errno ? strerror(errno) : "zlib could not finish the stream";
+    if (!what && fsync(fd) != 0)
+        what = strerror(errno);
+    if (close(fd) != 0 && !what)
+        what = strerror(errno);
+    if (!what && rename(tmp, path) != 0)
+        what = strerror(errno);
+    if (what) {
+        if (what != whatbuf) {
+            snprintf(whatbuf, sizeof whatbuf, "%s", what);
+            what = whatbuf;
+        }
+        unlink(tmp);
+        return dmri_err_set(err, DMRI_EIO, "%s: write failed: %s", path, what);
+    }
+    return 0;
+}
