@@ -125,7 +125,7 @@ DMRI_MEDIAN_SELECT(double, f64)
             z0 = 0;                                                                         \
         if (z1 > nz)                                                                        \
             z1 = nz;                                                                        \
-        if (nx <= 0 || ny <= 0 || radius < 0 || z0 >= z1)                                         \
+        if (nx <= 0 || ny <= 0 || radius < 0 || z0 >= z1)                                 \
             return;                                                                         \
         const int w = 2 * radius + 1;                                                       \
         const size_t plane = (size_t)w * (size_t)w;                                         \

@@ -13,7 +13,6 @@
  * md.f64, ad.f64, rd.f64, color_fa.f64 (nvox x 3). A gradient-table error
  * prints "error: <message>" on stderr and exits 3. The last stdout line is
  * "fit_us_per_voxel U" (best of --repeat runs of log + fit + maps). */
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +63,10 @@ static double *read_text(const char *path, int *rows, int *cols) {
         die("cannot open", path);
     size_t cap = 64, n = 0;
     double *v = dmri_malloc(cap * sizeof(double));
-    char line[1 << 16];
+    char *line = NULL;
+    size_t linecap = 0;
     int r = 0, c = -1;
-    while (fgets(line, sizeof line, f)) {
+    while (getline(&line, &linecap, f) >= 0) {
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
@@ -81,7 +81,6 @@ static double *read_text(const char *path, int *rows, int *cols) {
             if (!*p)
                 break;
             char *end;
-            errno = 0;
             double x = strtod(p, &end);
             if (end == p)
                 die("not a number in", path);
@@ -100,6 +99,7 @@ static double *read_text(const char *path, int *rows, int *cols) {
         c = k;
         r++;
     }
+    free(line); /* getline's buffer comes from malloc */
     fclose(f);
     *rows = r;
     *cols = c < 0 ? 0 : c;
