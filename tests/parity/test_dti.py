@@ -1,0 +1,285 @@
+"""test_dti: gradient table and WLS tensor fit of the C kernels (gtab, dti)
+against dipy 1.6.0 (PIPELINE.md Steps 2 and 7, tolerances table).
+
+Cases: dipy's small_64D (int16 -> f64 path, and as float32), small_101D with
+b0_threshold=50 (uint16 -> f64), and a synthetic HCP-like scheme (G = 288,
+18 b0s at b = 5 with unit vectors, 3 jittered shells of 90 directions) with
+random tensors and Rician noise in float32 and float64. Also the non-unit
+b-vector error path. Prints the max errors seen and (informative) the fit
+time per voxel of the C kernel and of dipy.
+
+Run: /usr/bin/python3 test_dti.py --build-dir <cmake build dir>
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import nibabel as nib
+import numpy as np
+from dipy.core.gradients import gradient_table
+from dipy.io.gradients import read_bvals_bvecs
+from dipy.reconst import dti
+
+DATA = "/usr/lib/python3/dist-packages/dipy/data/files"
+
+FA_TOL = 1e-6          # abs, FA and colour FA
+REL_TOL, ABS_TOL = 1e-6, 1e-9   # evals, MD, AD, RD: |d| <= rel*|ref| + abs
+EVEC_TOL = 1e-6        # per separated column, up to sign
+SEP = 1e-4             # separation (relative to lambda1) for comparing evecs
+
+failures = []
+worst = {}
+
+
+def note(name, value):
+    worst[name] = max(worst.get(name, 0.0), float(value))
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg)
+
+
+def harness(build_dir):
+    for cand in (os.path.join(build_dir, "tests", "harness_dti"),
+                 os.path.join(build_dir, "harness_dti")):
+        if os.path.exists(cand):
+            return cand
+    sys.exit("harness_dti not found under %s" % build_dir)
+
+
+def run_c(exe, tmp, bvals_arg, bvecs_arg, thr, signal=None, text=False, repeat=1):
+    out = tempfile.mkdtemp(dir=tmp)
+    cmd = [exe, "--bvals", bvals_arg, "--bvecs", bvecs_arg, "--b0-threshold", repr(thr),
+           "--out", out, "--repeat", str(repeat)]
+    if text:
+        cmd.append("--text")
+    if signal is not None:
+        path = os.path.join(out, "signal.raw")
+        np.ascontiguousarray(signal).tofile(path)
+        cmd += ["--signal", path, "--nvox", str(signal.shape[0]),
+                "--dtype", "f32" if signal.dtype == np.float32 else "f64"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    res = {"rc": p.returncode, "stderr": p.stderr, "stdout": p.stdout}
+    if p.returncode != 0:
+        return res
+    n = os.path.getsize(os.path.join(out, "b_eff.f64")) // 8
+    rd = lambda name, dt=np.float64: np.fromfile(os.path.join(out, name), dtype=dt)
+    res["b0s_mask"] = rd("b0s_mask.u8", np.uint8).astype(bool)
+    res["b_eff"] = rd("b_eff.f64")
+    res["g_eff"] = rd("g_eff.f64").reshape(n, 3)
+    res["X"] = rd("X.f64").reshape(n, 7)
+    res["min_eval"] = rd("min_eval.f64")[0]
+    if signal is not None:
+        v = signal.shape[0]
+        res["evals"] = rd("evals.f64").reshape(v, 3)
+        res["evecs"] = rd("evecs.f64").reshape(v, 3, 3)
+        for k in ("fa", "md", "ad", "rd"):
+            res[k] = rd(k + ".f64")
+        res["color_fa"] = rd("color_fa.f64").reshape(v, 3)
+        res["us"] = float(p.stdout.strip().splitlines()[-1].split()[1])
+    return res
+
+
+def compare_gtab(name, c, bvals, bvecs, thr):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt = gradient_table(bvals, bvecs, b0_threshold=thr)
+    X = dti.design_matrix(gt)
+    check(np.array_equal(c["b0s_mask"], gt.b0s_mask), name + ": b0s_mask differs")
+    check(np.array_equal(c["b_eff"], gt.bvals), name + ": effective bvals differ")
+    check(np.array_equal(c["g_eff"], gt.bvecs), name + ": effective bvecs differ")
+    check(np.array_equal(c["X"], X), name + ": design matrix differs (bitwise)")
+    check(c["min_eval"] == 1e-6 / -X.min(), name + ": min_eval %r vs %r"
+          % (c["min_eval"], 1e-6 / -X.min()))
+    note("gtab/design max |d|", np.max(np.abs(c["X"] - X)))
+    return gt
+
+
+def compare_fit(name, c, gt, signal):
+    t0 = time.perf_counter()
+    fit = dti.TensorModel(gt).fit(signal)
+    t_dipy = time.perf_counter() - t0
+    nv = signal.shape[0]
+
+    def rel_check(key, ref, got):
+        d = np.abs(got - ref)
+        lim = REL_TOL * np.abs(ref) + ABS_TOL
+        bad = ~(d <= lim)
+        rel = np.max(d / np.maximum(np.abs(ref), 1e-300))
+        note(key + " max rel", rel)
+        note(key + " max abs", np.max(d))
+        check(not bad.any(), "%s: %s exceeds tolerance in %d values (max |d| %.3g)"
+              % (name, key, bad.sum(), np.max(d)))
+
+    rel_check("evals", fit.evals, c["evals"])
+    rel_check("md", fit.md, c["md"])
+    rel_check("ad", fit.ad, c["ad"])
+    rel_check("rd", fit.rd, c["rd"])
+    for key, ref in (("fa", fit.fa), ("color_fa", fit.color_fa)):
+        d = np.abs(c[key] - ref)
+        note(key + " max abs", np.max(d))
+        check(np.all(d <= FA_TOL), "%s: %s max |d| %.3g > %g" % (name, key, np.max(d), FA_TOL))
+
+    ev = fit.evals
+    lam1 = ev[:, :1]
+    ncmp = 0
+    flips = 0
+    for j in range(3):
+        others = [k for k in range(3) if k != j]
+        gap = np.min(np.abs(ev[:, [j]] - ev[:, others]), axis=1)
+        sel = gap > SEP * lam1[:, 0]
+        ref = fit.evecs[sel, :, j]
+        got = c["evecs"][sel, :, j]
+        dpos = np.max(np.abs(got - ref), axis=1) if sel.any() else np.zeros(0)
+        dneg = np.max(np.abs(got + ref), axis=1) if sel.any() else np.zeros(0)
+        d = np.minimum(dpos, dneg)
+        flips += int(np.sum(dneg < dpos))
+        ncmp += int(sel.sum())
+        if d.size:
+            note("evecs max abs (separated, up to sign)", np.max(d))
+            check(np.all(d <= EVEC_TOL), "%s: evecs column %d max |d| %.3g" % (name, j, np.max(d)))
+    check(np.all(np.isfinite(c["evals"])), name + ": non-finite eigenvalues")
+    print("  %-28s voxels %5d  evec columns compared %5d (sign flips %d)  "
+          "C %.2f us/voxel, dipy %.2f us/voxel"
+          % (name, nv, ncmp, flips, c["us"], 1e6 * t_dipy / nv))
+
+
+def sample_case(exe, tmp, stem, thr, dtype=None):
+    fbval = os.path.join(DATA, stem + ".bval")
+    fbvec = os.path.join(DATA, stem + ".bvec")
+    img = os.path.join(DATA, stem + (".nii" if os.path.exists(os.path.join(DATA, stem + ".nii"))
+                                     else ".nii.gz"))
+    bvals, bvecs = read_bvals_bvecs(fbval, fbvec)
+    data = np.asanyarray(nib.load(img).dataobj)
+    if dtype is not None:
+        data = data.astype(dtype)
+    sig = data.reshape(-1, data.shape[-1])
+    # The C side gets what the dipy path computes in: f64 for integer data.
+    csig = sig.astype(np.float32 if sig.dtype == np.float32 else np.float64)
+    name = stem + ("_" + np.dtype(dtype).name if dtype is not None else "") + \
+        ("_thr%g" % thr if thr != 10 else "")
+    c = run_c(exe, tmp, fbval, fbvec, thr, csig, text=True, repeat=3)
+    check(c["rc"] == 0, "%s: harness failed: %s" % (name, c["stderr"]))
+    if c["rc"] != 0:
+        return
+    gt = compare_gtab(name, c, bvals, bvecs, thr)
+    compare_fit(name, c, gt, sig)
+
+
+def hcp_like(rng):
+    """G = 288: 18 b0 at b = 5 with unit vectors, 3 x 90 jittered directions."""
+    G = 288
+    bvals = np.empty(G)
+    bvecs = np.empty((G, 3))
+    b0_pos = np.linspace(0, G - 1, 18).astype(int)
+    dwi_pos = np.setdiff1d(np.arange(G), b0_pos)
+    bvals[b0_pos] = 5.0
+    v = rng.normal(size=(18, 3))
+    bvecs[b0_pos] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    shells = np.repeat([1000.0, 2000.0, 3000.0], 90) + rng.uniform(-10, 10, 270)
+    v = rng.normal(size=(270, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    # Norms within the 0.01 tolerance, not renormalised by anyone.
+    v *= rng.uniform(0.995, 1.005, size=(270, 1))
+    order = rng.permutation(270)
+    bvals[dwi_pos] = shells[order]
+    bvecs[dwi_pos] = v[order]
+    return bvals, bvecs
+
+
+def random_tensors(rng, nv, bvals, bvecs):
+    lam = np.sort(rng.uniform(0.05e-3, 3.0e-3, size=(nv, 3)), axis=1)[:, ::-1]
+    # Some isotropic and some cylindrical tensors (degenerate eigenvalues).
+    lam[: nv // 20] = lam[: nv // 20, :1]
+    lam[nv // 20: nv // 10, 2] = lam[nv // 20: nv // 10, 1]
+    q = rng.normal(size=(nv, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    R = np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)],
+        1)
+    D = np.einsum("vij,vj,vkj->vik", R, lam, R)
+    S0 = rng.uniform(200.0, 3000.0, size=nv)
+    qf = np.einsum("gi,vij,gj->vg", bvecs, D, bvecs)
+    S = S0[:, None] * np.exp(-bvals[None, :] * qf)
+    sigma = rng.uniform(5.0, 60.0, size=(nv, 1))
+    S = np.sqrt((S + sigma * rng.normal(size=S.shape)) ** 2 +
+                (sigma * rng.normal(size=S.shape)) ** 2)
+    # Rician-clipped zeros as NL-means produces, and two all-zero voxels.
+    S[rng.uniform(size=S.shape) < 0.002] = 0.0
+    S[-2:] = 0.0
+    return S
+
+
+def synthetic_case(exe, tmp, rng):
+    bvals, bvecs = hcp_like(rng)
+    fb = os.path.join(tmp, "hcp_bvals.f64")
+    fg = os.path.join(tmp, "hcp_bvecs.f64")
+    bvals.tofile(fb)
+    np.ascontiguousarray(bvecs).tofile(fg)
+    S = random_tensors(rng, 4000, bvals, bvecs)
+    for dt in (np.float64, np.float32):
+        sig = S.astype(dt)
+        name = "hcp_like_" + np.dtype(dt).name
+        c = run_c(exe, tmp, fb, fg, 10.0, sig, repeat=3)
+        check(c["rc"] == 0, "%s: harness failed: %s" % (name, c["stderr"]))
+        if c["rc"] != 0:
+            continue
+        gt = compare_gtab(name, c, bvals, bvecs, 10.0)
+        check(int(gt.b0s_mask.sum()) == 18, name + ": expected 18 b0s")
+        check(np.all(gt.bvals[gt.b0s_mask] == 5.0), name + ": b0s should keep b = 5")
+        compare_fit(name, c, gt, sig)
+
+
+def error_case(exe, tmp):
+    bvals = np.array([0.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0])
+    bvecs = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1],
+                      [0.7071, 0.7071, 0], [0, 0.75, 0.5], [0.7071, 0, 0.7071]])
+    fb = os.path.join(tmp, "err_bvals.f64")
+    fg = os.path.join(tmp, "err_bvecs.f64")
+    bvals.tofile(fb)
+    bvecs.tofile(fg)
+    dipy_raised = False
+    try:
+        gradient_table(bvals, bvecs)
+    except ValueError:
+        dipy_raised = True
+    c = run_c(exe, tmp, fb, fg, 10.0)
+    check(dipy_raised, "error case: dipy accepted a non-unit b-vector")
+    check(c["rc"] == 3 and "volume 5" in c["stderr"] and "unit" in c["stderr"],
+          "error case: expected exit 3 naming volume 5, got %d: %s" % (c["rc"], c["stderr"]))
+    print("  non-unit b-vector: %s" % c["stderr"].strip())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", required=True)
+    args = ap.parse_args()
+    exe = harness(args.build_dir)
+    rng = np.random.default_rng(20240607)
+    with tempfile.TemporaryDirectory() as tmp:
+        sample_case(exe, tmp, "small_64D", 10.0)
+        sample_case(exe, tmp, "small_64D", 10.0, np.float32)
+        sample_case(exe, tmp, "small_101D", 50.0)
+        synthetic_case(exe, tmp, rng)
+        error_case(exe, tmp)
+    print("max errors observed:")
+    for k in sorted(worst):
+        print("  %-40s %.3g" % (k, worst[k]))
+    if failures:
+        print("test_dti: %d failure(s)" % len(failures))
+        return 1
+    print("test_dti: all passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
