@@ -112,13 +112,17 @@ static int ends_with(const char *s, const char *suffix) {
     return ls >= lx && strcasecmp(s + ls - lx, suffix) == 0;
 }
 
-/* zlib's description of the last error of `f`, or "" if none. */
+/* zlib's description of the last error of `f`, or "" if none. zlib puts
+ * the file name (or "<fd:N>") in front, which our messages already carry. */
 static const char *gz_error_text(gzFile f, int *errnum) {
     int e = Z_OK;
     const char *msg = gzerror(f, &e);
     if (errnum)
         *errnum = e;
-    return (e == Z_OK || !msg) ? "" : msg;
+    if (e == Z_OK || !msg)
+        return "";
+    const char *sep = strstr(msg, ": ");
+    return sep ? sep + 2 : msg;
 }
 
 /* ------------------------------------------------------------------ read */
@@ -299,6 +303,8 @@ static int short_read_error(const char *path, gzFile f, int compressed, unsigned
     fmt_bytes(b, sizeof b, want);
     int zerr = Z_OK;
     const char *zmsg = gz_error_text(f, &zerr);
+    if (compressed && zerr == Z_DATA_ERROR) /* zlib does not say how far it got */
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: corrupt gzip stream (zlib: %s)", path, zmsg);
     if (compressed)
         return dmri_err_set(err, DMRI_EFORMAT,
                             "%s: truncated or corrupt gzip stream (read %s of %s expected%s%s)",

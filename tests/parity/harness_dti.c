@@ -2,15 +2,17 @@
  * parity script (tests/parity/test_dti.py).
  *
  *   harness_dti --bvals F --bvecs F [--text] [--b0-threshold T]
- *               [--signal F --dtype f32|f64 --nvox N] [--repeat R] --out DIR
+ *               [--signal F --dtype f32|f64 --nvox N [--write-log]] [--repeat R]
+ *               --out DIR
  *
  * Without --text, bvals is N raw float64 values and bvecs N x 3 raw float64
- * (one direction per row); with --text both are FSL text (blanks, tabs or
- * commas between numbers, '#' comments, 3 x N or N x 3). The signal is
+ * (one direction per row); with --text both are FSL text read by
+ * common/fsl_gradients (3 x N or N x 3, as dipy reads them). The signal is
  * nvox x N raw values, one voxel's N volumes contiguous. DIR receives raw
  * files: b0s_mask.u8, b_eff.f64, g_eff.f64, X.f64, min_eval.f64 and, with a
  * signal, evals.f64 (nvox x 3), evecs.f64 (nvox x 9, [c * 3 + j]), fa.f64,
- * md.f64, ad.f64, rd.f64, color_fa.f64 (nvox x 3). A gradient-table error
+ * md.f64, ad.f64, rd.f64, color_fa.f64 (nvox x 3), and with --write-log
+ * logsig.f64 (nvox x N, the log signal the fit used). A gradient-table error
  * prints "error: <message>" on stderr and exits 3. The last stdout line is
  * "fit_us_per_voxel U" (best of --repeat runs of log + fit + maps). */
 #include <stdint.h>
@@ -21,6 +23,7 @@
 
 #include "dmri_alloc.h"
 #include "dti.h"
+#include "fsl_gradients.h"
 #include "gtab.h"
 
 static void die(const char *msg, const char *arg) {
@@ -56,56 +59,6 @@ static void write_raw(const char *dir, const char *name, const void *buf, size_t
         die("cannot write", path);
 }
 
-/* Parse a whitespace/comma separated text matrix; rows = non-empty lines. */
-static double *read_text(const char *path, int *rows, int *cols) {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        die("cannot open", path);
-    size_t cap = 64, n = 0;
-    double *v = dmri_malloc(cap * sizeof(double));
-    char *line = NULL;
-    size_t linecap = 0;
-    int r = 0, c = -1;
-    while (getline(&line, &linecap, f) >= 0) {
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        for (char *p = line; *p; p++)
-            if (*p == ',' || *p == '\t' || *p == '\r' || *p == '\n')
-                *p = ' ';
-        int k = 0;
-        char *p = line;
-        for (;;) {
-            while (*p == ' ')
-                p++;
-            if (!*p)
-                break;
-            char *end;
-            double x = strtod(p, &end);
-            if (end == p)
-                die("not a number in", path);
-            if (n == cap) {
-                cap *= 2;
-                v = dmri_realloc(v, cap * sizeof(double));
-            }
-            v[n++] = x;
-            k++;
-            p = end;
-        }
-        if (k == 0)
-            continue;
-        if (c >= 0 && k != c)
-            die("ragged rows in", path);
-        c = k;
-        r++;
-    }
-    free(line); /* getline's buffer comes from malloc */
-    fclose(f);
-    *rows = r;
-    *cols = c < 0 ? 0 : c;
-    return v;
-}
-
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -115,7 +68,7 @@ static double now(void) {
 int main(int argc, char **argv) {
     const char *bvals_path = NULL, *bvecs_path = NULL, *sig_path = NULL, *out = NULL;
     const char *dtype = "f64";
-    int text = 0, repeat = 1;
+    int text = 0, repeat = 1, write_log = 0;
     long nvox = 0;
     double thr = 10.0;
     for (int i = 1; i < argc; i++) {
@@ -127,6 +80,8 @@ int main(int argc, char **argv) {
             bvecs_path = argv[++i];
         else if (!strcmp(a, "--text"))
             text = 1;
+        else if (!strcmp(a, "--write-log"))
+            write_log = 1;
         else if (!strcmp(a, "--b0-threshold") && more)
             thr = strtod(argv[++i], NULL);
         else if (!strcmp(a, "--signal") && more)
@@ -151,25 +106,15 @@ int main(int argc, char **argv) {
     double *bvals, *bvecs;
     int n;
     if (text) {
-        int r, c;
-        bvals = read_text(bvals_path, &r, &c);
-        n = r * c;
-        if (r != 1 && c != 1)
-            die("bvals is not a vector", bvals_path);
-        double *m = read_text(bvecs_path, &r, &c);
-        if (c != 3 && r == 3) { /* FSL 3 x N layout */
-            bvecs = dmri_malloc((size_t)c * 3 * sizeof(double));
-            for (int i = 0; i < c; i++)
-                for (int k = 0; k < 3; k++)
-                    bvecs[i * 3 + k] = m[k * c + i];
-            dmri_free(m);
-            r = c;
-        } else if (c == 3) {
-            bvecs = m;
-        } else {
-            die("bvecs needs 3 rows or 3 columns", bvecs_path);
+        /* The project's FSL reader (common/fsl_gradients), as the pipeline uses. */
+        dmri_err_t rerr = {0};
+        int nv;
+        if (dmri_read_bvals(bvals_path, &bvals, &n, &rerr) != 0 ||
+            dmri_read_bvecs(bvecs_path, &bvecs, &nv, &rerr) != 0) {
+            fprintf(stderr, "error: %s\n", rerr.msg);
+            return 3;
         }
-        if (r != n)
+        if (nv != n)
             die("bvals and bvecs differ in length", bvecs_path);
     } else {
         size_t nb, ng;
@@ -182,13 +127,17 @@ int main(int argc, char **argv) {
 
     dmri_err_t err = {0};
     dmri_gtab_t gt;
-    if (dmri_gtab_init(&gt, bvals, bvecs, n, thr, &err) != 0) {
+    int rc = dmri_gtab_init(&gt, bvals, bvecs, n, thr, &err);
+    dmri_free(bvals);
+    dmri_free(bvecs);
+    if (rc != 0) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 3;
     }
     dmri_dti_model_t m;
     if (dmri_dti_model_init(&m, gt.b_eff, gt.g_eff, n, &err) != 0) {
         fprintf(stderr, "error: %s\n", err.msg);
+        dmri_gtab_close(&gt);
         return 3;
     }
     size_t G = (size_t)n;
@@ -229,6 +178,17 @@ int main(int argc, char **argv) {
             if (t < best)
                 best = t;
         }
+        if (write_log) {
+            double *ys = dmri_malloc(V * G * sizeof(double));
+            for (size_t v = 0; v < V; v++) {
+                if (is_f32)
+                    dmri_dti_logsig_f32((const float *)sig + v * G, 1, n, ys + v * G);
+                else
+                    dmri_dti_logsig_f64((const double *)sig + v * G, 1, n, ys + v * G);
+            }
+            write_raw(out, "logsig.f64", ys, V * G * sizeof(double));
+            dmri_free(ys);
+        }
         write_raw(out, "evals.f64", evals, V * 3 * sizeof(double));
         write_raw(out, "evecs.f64", evecs, V * 9 * sizeof(double));
         write_raw(out, "fa.f64", fa, V * sizeof(double));
@@ -250,7 +210,5 @@ int main(int argc, char **argv) {
     }
     dmri_dti_model_close(&m);
     dmri_gtab_close(&gt);
-    dmri_free(bvals);
-    dmri_free(bvecs);
     return 0;
 }

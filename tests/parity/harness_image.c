@@ -12,7 +12,8 @@
  *       write RAW (values already of DATATYPE, x fastest) as OUT with GEOM's
  *       geometry.
  *   harness_image bvals FILE | bvecs FILE
- *       print {"ok": true, "n": N, "values": [...]} (bvecs: N x 3, row-major).
+ *       print {"ok": true, "n": N, "values": [...], "bits": [hex, ...]}
+ *       (bvecs: N x 3, row-major; "bits" are the IEEE doubles in hex).
  *
  * Errors print {"ok": false, "code": C, "error": "..."} and exit 1. */
 #include <math.h>
@@ -209,6 +210,13 @@ static int cmd_gradients(const char *what, const char *path) {
         print_double(v[i]);
         if (i + 1 < n * per)
             printf(", ");
+    }
+    /* The exact bits too: JSON loses -0.0 and the sign of a NaN. */
+    printf("], \"bits\": [");
+    for (int i = 0; i < n * per; i++) {
+        uint64_t b;
+        memcpy(&b, &v[i], sizeof b);
+        printf("\"%016llx\"%s", (unsigned long long)b, i + 1 < n * per ? ", " : "");
     }
     printf("]}\n");
     dmri_free(v);

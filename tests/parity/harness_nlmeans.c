@@ -142,7 +142,12 @@ int main(int argc, char **argv) {
     }
 
     FILE *f = fopen(out_path, "wb");
-    if (!f || fwrite(out, sizeof(double), n, f) != n || fclose(f) != 0) {
+    int bad = !f;
+    if (f) {
+        bad = fwrite(out, sizeof(double), n, f) != n;
+        bad |= fclose(f) != 0;
+    }
+    if (bad) {
         fprintf(stderr, "harness_nlmeans: cannot write %s\n", out_path);
         return 1;
     }

@@ -4,8 +4,9 @@ against dipy 1.6.0 (PIPELINE.md Steps 2 and 7, tolerances table).
 Cases: dipy's small_64D (int16 -> f64 path, and as float32), small_101D with
 b0_threshold=50 (uint16 -> f64), and a synthetic HCP-like scheme (G = 288,
 18 b0s at b = 5 with unit vectors, 3 jittered shells of 90 directions) with
-random tensors and Rician noise in float32 and float64. Also the non-unit
-b-vector error path. Prints the max errors seen and (informative) the fit
+random tensors and Rician noise in float32 and float64, a rank-deficient
+in-plane scheme (minimum-norm solution), and the non-unit b-vector error
+path. The float32 log signal is also compared bit for bit with numpy's. Prints the max errors seen and (informative) the fit
 time per voxel of the C kernel and of dipy.
 
 Run: /usr/bin/python3 test_dti.py --build-dir <cmake build dir>
@@ -56,7 +57,7 @@ def harness(build_dir):
 def run_c(exe, tmp, bvals_arg, bvecs_arg, thr, signal=None, text=False, repeat=1):
     out = tempfile.mkdtemp(dir=tmp)
     cmd = [exe, "--bvals", bvals_arg, "--bvecs", bvecs_arg, "--b0-threshold", repr(thr),
-           "--out", out, "--repeat", str(repeat)]
+           "--out", out, "--repeat", str(repeat), "--write-log"]
     if text:
         cmd.append("--text")
     if signal is not None:
@@ -82,6 +83,7 @@ def run_c(exe, tmp, bvals_arg, bvecs_arg, thr, signal=None, text=False, repeat=1
         for k in ("fa", "md", "ad", "rd"):
             res[k] = rd(k + ".f64")
         res["color_fa"] = rd("color_fa.f64").reshape(v, 3)
+        res["logsig"] = rd("logsig.f64").reshape(v, -1)
         res["us"] = float(p.stdout.strip().splitlines()[-1].split()[1])
     return res
 
@@ -101,7 +103,36 @@ def compare_gtab(name, c, bvals, bvecs, thr):
     return gt
 
 
+def numpy_has_simd_logf():
+    """numpy uses its own float32 log kernel only with AVX2+FMA3 or AVX-512F;
+    otherwise it calls libm's logf, which the C code does not reproduce."""
+    try:
+        from numpy.core._multiarray_umath import __cpu_features__ as f
+    except ImportError:
+        return False
+    return bool(f.get("AVX512F") or (f.get("AVX2") and f.get("FMA3")))
+
+
+def compare_log(name, c, signal):
+    """The log signal dipy's fit starts from: np.log(np.maximum(data, 1e-4))."""
+    ref = np.log(np.maximum(signal, 1e-4)).astype(np.float64)
+    got = c["logsig"]
+    if signal.dtype == np.float32:
+        ndiff = int(np.sum(got != ref))
+        note("log f32: values differing from numpy", ndiff)
+        if numpy_has_simd_logf():
+            check(ndiff == 0, "%s: float32 log differs from numpy's in %d of %d values"
+                  % (name, ndiff, ref.size))
+    else:
+        # numpy's own AVX-512 double log vs glibc's: both within an ulp.
+        d = np.max(np.abs(got - ref) / np.abs(ref).clip(1e-300))
+        note("log f64: max rel vs numpy", d)
+        check(d <= 1e-15, "%s: float64 log max rel diff %.3g" % (name, d))
+
+
 def compare_fit(name, c, gt, signal):
+    compare_log(name, c, signal.astype(np.float32 if signal.dtype == np.float32
+                                      else np.float64))
     t0 = time.perf_counter()
     fit = dti.TensorModel(gt).fit(signal)
     t_dipy = time.perf_counter() - t0
@@ -239,6 +270,26 @@ def synthetic_case(exe, tmp, rng):
         compare_fit(name, c, gt, sig)
 
 
+def planar_case(exe, tmp, rng):
+    """All directions in the xy-plane: the Dxz, Dyz, Dzz columns are zero, the
+    weighted normal equations singular, and dipy's pinv gives the
+    minimum-norm solution (the C fallback path)."""
+    phi = np.sort(rng.uniform(0, np.pi, 30))
+    bvals = np.concatenate([[0.0, 0.0], np.full(30, 1000.0)])
+    bvecs = np.concatenate([np.zeros((2, 3)),
+                            np.stack([np.cos(phi), np.sin(phi), np.zeros(30)], 1)])
+    fb = os.path.join(tmp, "planar_bvals.f64")
+    fg = os.path.join(tmp, "planar_bvecs.f64")
+    bvals.tofile(fb)
+    bvecs.tofile(fg)
+    S = random_tensors(rng, 300, bvals, bvecs)
+    c = run_c(exe, tmp, fb, fg, 10.0, S, repeat=1)
+    check(c["rc"] == 0, "planar: harness failed: %s" % c["stderr"])
+    if c["rc"] == 0:
+        gt = compare_gtab("planar", c, bvals, bvecs, 10.0)
+        compare_fit("planar_rank_deficient", c, gt, S)
+
+
 def error_case(exe, tmp):
     bvals = np.array([0.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0])
     bvecs = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1],
@@ -270,6 +321,7 @@ def main():
         sample_case(exe, tmp, "small_64D", 10.0, np.float32)
         sample_case(exe, tmp, "small_101D", 50.0)
         synthetic_case(exe, tmp, rng)
+        planar_case(exe, tmp, rng)
         error_case(exe, tmp)
     print("max errors observed:")
     for k in sorted(worst):

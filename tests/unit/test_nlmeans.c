@@ -244,9 +244,9 @@ static void make_mask(uint8_t *m, int nx, int ny, int nz, int kind) {
 static void test_fast_vs_reference(void) {
     static const int shapes[][4] = {
         /* nx ny nz slab: odd sizes, tile remainders, minimum size 6 */
-        {6, 6, 6, 0}, {6, 7, 8, 3}, {17, 9, 11, 0}, {12, 11, 10, 4}, {33, 10, 7, 5},
+        {6, 6, 6, 0}, {6, 7, 8, 3}, {17, 9, 11, 2}, {12, 11, 10, 4}, {33, 10, 7, 5},
     };
-    static const double sigmas[] = {5.0, 40.0, 17.25};
+    static const double sigmas[] = {5.0, 40.0};
     double worst = 0, worst_out = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int nx = shapes[s][0], ny = shapes[s][1], nz = shapes[s][2], slab = shapes[s][3];
@@ -268,7 +268,10 @@ static void test_fast_vs_reference(void) {
                     fill_nan(fast_whole, n);
                     run_reference(vol, nx, ny, nz, mask, sigma, rician, 0, ref);
                     run_fast(vol, nx, ny, nz, mask, sigma, rician, slab, fast);
-                    run_fast(vol, nx, ny, nz, mask, sigma, rician, 0, fast_whole);
+                    if (slab)
+                        run_fast(vol, nx, ny, nz, mask, sigma, rician, 0, fast_whole);
+                    else
+                        memcpy(fast_whole, fast, sizeof(double) * n);
                     int zero_bad, nonzero = 0, outside_bad = 0;
                     double rel_out;
                     const double r = max_rel(fast, ref, n, sigma, rician, &rel_out, &zero_bad);
