@@ -97,9 +97,11 @@ void dmri_image_close(dmri_image_t *img) {
     img->data = NULL;
 }
 
-/* "1.2 MB" style sizes for error messages. */
+/* "1.2 MB" style sizes (powers of 1000) for error messages. */
 static void fmt_bytes(char *out, size_t outsz, unsigned long long n) {
-    if (n >= 1000000ULL)
+    if (n >= 1000000000ULL)
+        snprintf(out, outsz, "%.2f GB", (double)n / 1e9);
+    else if (n >= 1000000ULL)
         snprintf(out, outsz, "%.1f MB", (double)n / 1e6);
     else if (n >= 1000ULL)
         snprintf(out, outsz, "%.1f kB", (double)n / 1e3);
@@ -337,6 +339,29 @@ static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img
         rc = short_read_error(dname, f, compressed, 0, want, err);
         gzclose(f);
         return rc;
+    }
+
+    /* Refuse before allocating when the file cannot hold what the header
+     * claims (a damaged header must fail the subject, not exhaust memory):
+     * plain files by size, gzip by deflate's maximum ratio of 1032:1. */
+    struct stat st;
+    if (stat(dname, &st) == 0) {
+        unsigned long long have = (unsigned long long)st.st_size;
+        unsigned long long off = (unsigned long long)nim->iname_offset;
+        if (!compressed && have < off + want) {
+            rc = short_read_error(dname, f, 0, have > off ? have - off : 0, want, err);
+        } else if (compressed && want / 1032 > have) {
+            char a[32], b[32];
+            fmt_bytes(a, sizeof a, want);
+            fmt_bytes(b, sizeof b, have);
+            rc = dmri_err_set(err, DMRI_EFORMAT,
+                              "%s: header claims %s of data, more than a %s gzip file can hold",
+                              dname, a, b);
+        }
+        if (rc != 0) {
+            gzclose(f);
+            return rc;
+        }
     }
 
     img->data = dmri_aligned_alloc(nval * osz);

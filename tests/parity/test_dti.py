@@ -6,8 +6,9 @@ b0_threshold=50 (uint16 -> f64), and a synthetic HCP-like scheme (G = 288,
 18 b0s at b = 5 with unit vectors, 3 jittered shells of 90 directions) with
 random tensors and Rician noise in float32 and float64, a rank-deficient
 in-plane scheme (minimum-norm solution), and the non-unit b-vector error
-path. The float32 log signal is also compared bit for bit with numpy's. Prints the max errors seen and (informative) the fit
-time per voxel of the C kernel and of dipy.
+path. The float32 log signal is also compared bit for bit with numpy's.
+Prints the max errors seen and (informative) the fit time per voxel of the C
+kernel and of dipy.
 
 Run: /usr/bin/python3 test_dti.py --build-dir <cmake build dir>
 """

@@ -402,6 +402,22 @@ static void test_rank_deficient(void) {
     CHECK_NEAR(fabs(evecs[2 * 3 + 2]), 1.0, 1e-9);
     CHECK_NEAR(fabs(evecs[0 * 3 + 0]), c, 1e-9);
     fixture_close(&f);
+
+    /* Fewer volumes than parameters (G = 5 < 7): underdetermined, the
+     * normal equations are singular and the minimum-norm path must still
+     * give finite, clipped output. */
+    scheme_t u;
+    const double sh[1] = {1000};
+    make_scheme(&u, 1, 4, sh, 1);
+    if (fixture_init(&f, &u) != 0)
+        return;
+    make_signal(&u, D, 1000.0, sig);
+    fit_f64(&f, sig, evals, evecs);
+    for (int j = 0; j < 3; j++)
+        CHECK(isfinite(evals[j]) && evals[j] >= f.m.min_eval);
+    for (int j = 0; j < 9; j++)
+        CHECK(isfinite(evecs[j]));
+    fixture_close(&f);
 }
 
 int main(void) {

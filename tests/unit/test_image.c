@@ -618,6 +618,23 @@ static void test_read_errors(void) {
     int16_t neg = -4;
     patch_file(p, 40 + 2 * 3, &neg, 2);
     expect_read_error(p, DMRI_EFORMAT, "dimension 3 has size -4");
+    /* A header claiming far more data than the file holds fails before
+     * anything that size is allocated. */
+    path_in(p, sizeof p, "huge_dims.nii");
+    write_bytes(p, blob, len);
+    int16_t huge[4] = {32767, 32767, 32767, 32767};
+    patch_file(p, 42, huge, sizeof huge);
+    expect_read_error(p, DMRI_EFORMAT, "truncated (read ");
+    {
+        size_t hl;
+        unsigned char *hb = slurp(p, &hl);
+        path_in(p, sizeof p, "huge_dims.nii.gz");
+        gzFile hz = gzopen(p, "wb");
+        CHECK_INT(gzwrite(hz, hb, (unsigned)hl), (int)hl);
+        CHECK_INT(gzclose(hz), Z_OK);
+        dmri_free(hb);
+        expect_read_error(p, DMRI_EFORMAT, "more than a");
+    }
     path_in(p, sizeof p, "analyze.nii");
     write_bytes(p, blob, len);
     patch_file(p, 344, "\0\0\0\0", 4);
