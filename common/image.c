@@ -35,9 +35,10 @@
 /* Largest single gzread/gzwrite (their length is an unsigned int, the
  * result an int). */
 #define IO_PIECE ((size_t)1 << 28)
-/* gzip level for outputs: level 1 is ~4x faster than zlib's default 6 and
- * only a few % larger on this kind of data; outputs are large (a denoised HCP
- * image is 4.2 GB raw) and written once, so speed wins. */
+/* gzip level for outputs: outputs are large (a denoised HCP image is 4.2 GB
+ * raw) and written once, so speed wins. Measured on 200 MB of noisy float32:
+ * level 1 took 4.2 s for 112.7 MB, zlib's default 6 took 21.7 s for 102.2 MB
+ * (5x slower for 10% less). */
 #define GZ_WRITE_MODE "wb1"
 
 static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
