@@ -206,6 +206,7 @@ void dmri_nlmeans_block_reference(const double *padded, int nx, int ny, int nzs,
 #define NLM_INLINE static inline
 #endif
 
+double nlm_stat_w, nlm_stat_e, nlm_stat_n;
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
@@ -360,8 +361,12 @@ NLM_INLINE void nlm_tile(const nlm_ctx_t *c, const int *t0, const int *t1,
             b1[a] = imin(t1[a], imax(m1[a], m1[a] - d[a]));
             empty |= b0[a] >= b1[a];
         }
-        if (!empty)
+        if (!empty) {
             nlm_offset(c, d, b0, b1, weights);
+            nlm_stat_w += (double)(b1[0]-b0[0])*(b1[1]-b0[1])*(b1[2]-b0[2]);
+            nlm_stat_e += (double)(b1[0]-b0[0]+2)*(b1[1]-b0[1]+2)*(b1[2]-b0[2]+2);
+            nlm_stat_n += 1;
+        }
     }
 }
 

@@ -161,6 +161,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "harness_nlmeans: cannot write %s\n", out_path);
         return 1;
     }
+    { extern double nlm_stat_w, nlm_stat_e, nlm_stat_n; printf("stats exps/maskvox/364 %.3f E/exps %.3f boxes %.0f avgbox %.1f\n", nlm_stat_w/repeat/nmask/364, nlm_stat_e/nlm_stat_w, nlm_stat_n/repeat, nlm_stat_w/nlm_stat_n); }
     printf("isa %s\n", reference ? "reference" : dmri_nlmeans_isa());
     printf("mask_voxels %zu seconds %.6f\n", nmask, best);
     dmri_free(src);

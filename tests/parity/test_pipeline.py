@@ -67,13 +67,21 @@ def compare(case, out, ref, denoise):
             n1 = int((u > 0).sum())
             check(case, "denoised", same_type and u.max() <= 1 and n1 <= max(1, den.size // 10000),
                   f"dtype {den.dtype}/{rden.dtype}, {n1} of {den.size} differ, max {int(u.max())} ulp")
+        elif rden.dtype == np.float64:
+            # Scaled inputs are float64 all the way (nibabel applies the slope):
+            # PIPELINE.md's fast NL-means sums in another order, so float64
+            # values may differ in the last bits (<= ~1e-12 relative); rounded
+            # to float32 they must agree.
+            d = np.abs(den - rden)
+            rel = float(np.max(d / np.maximum(np.abs(rden), 1e-300) * (rden != 0))) if d.size else 0.0
+            n32 = int((den.astype(np.float32) != rden.astype(np.float32)).sum())
+            check(case, "denoised", same_type and rel <= 1e-12 and n32 <= max(1, den.size // 10000),
+                  f"dtype {den.dtype}/{rden.dtype}, max rel {rel:.2e}, {int((d > 0).sum())} of "
+                  f"{den.size} differ in float64, {n32} as float32")
         else:
             d = np.abs(den.astype(np.float64) - rden.astype(np.float64))
             nd = int((d > 0).sum())
-            tol_ok = nd <= max(1, den.size // 10000) and (
-                d.max() <= 1 if np.issubdtype(rden.dtype, np.integer)
-                else d.max() <= 1e-12 * max(1.0, np.abs(rden).max()))
-            check(case, "denoised", same_type and tol_ok,
+            check(case, "denoised", same_type and nd <= max(1, den.size // 10000) and d.max() <= 1,
                   f"dtype {den.dtype}/{rden.dtype}, {nd} of {den.size} differ, max |d| {d.max():.3g}")
 
     fa = load("dti_fa.nii.gz").astype(np.float64)
