@@ -89,8 +89,7 @@ int dmri_subject_resolve(const char *arg, const char *data_dir, dmri_subject_pat
     }
     return dmri_err_set(err, DMRI_ENOENT,
                         "subject %s: not found: neither %s/%s/T1w/Diffusion/ nor %s/%s/ holds "
-                        "data.nii.gz, bvals, bvecs (set --data-dir, or download it with "
-                        "dmri-download)",
+                        "data.nii.gz, bvals, bvecs (set --data-dir)",
                         arg, dd, arg, dd, arg);
 }
 
