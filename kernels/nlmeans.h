@@ -36,17 +36,6 @@ size_t dmri_nlmeans_workspace_len(int nx, int ny, int nzs);
 void dmri_nlmeans_block(const double *padded, int nx, int ny, int nzs, const uint8_t *mask,
                         double sigma, int rician, double *out, double *workspace);
 
-/* Instruction set of dmri_nlmeans_block: "auto" (default: AVX-512 if the CPU
- * has it, else AVX2+FMA, else "scalar"), "scalar" (portable loops, glibc exp),
- * "avx2" or "avx512". Process-wide; call before starting threads (tests and
- * benchmarks use it to exercise every path). NULL or "" means "auto".
- * Returns 0, DMRI_EINVAL for an unknown name or DMRI_EUNSUP if this CPU
- * lacks the instruction set. */
-int dmri_nlmeans_set_isa(const char *name);
-
-/* Name of the instruction set dmri_nlmeans_block uses now ("avx512", ...). */
-const char *dmri_nlmeans_isa(void);
-
 /* Same contract as dmri_nlmeans_block, computed voxel by voxel in dipy's exact
  * loop and summation order (bit-identical to dipy in float64 with glibc exp);
  * ~2x slower. For tests and as the reference for faster variants. */

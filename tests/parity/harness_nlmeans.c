@@ -11,10 +11,7 @@
  * value). The output is NX*NY*NZ float64 values. With --slab the volume is
  * cut into z-slabs of NZS slices, each padded from a copy of only the input
  * slices it needs (as a chunked pipeline would). The last line on stdout is
- * "mask_voxels M seconds T" for the best of --repeat runs, the line before it
- * "isa NAME" (the fast kernel's instruction set). The environment variable
- * DMRI_NLMEANS_ISA (auto|scalar|avx2|avx512) forces that instruction set;
- * exit status 3 if this CPU lacks it. */
+ * "mask_voxels M seconds T" for the best of --repeat runs. */
 #include "dmri_alloc.h"
 #include "nlmeans.h"
 
@@ -104,13 +101,6 @@ int main(int argc, char **argv) {
     }
     if (slab <= 0 || slab > nz)
         slab = nz;
-    /* DMRI_NLMEANS_ISA=auto|scalar|avx2|avx512 picks the fast kernel's path */
-    const char *isa = getenv("DMRI_NLMEANS_ISA");
-    if (isa && dmri_nlmeans_set_isa(isa) != 0) {
-        fprintf(stderr, "harness_nlmeans: DMRI_NLMEANS_ISA=%s: unknown or not supported here\n",
-                isa);
-        return 3;
-    }
 
     const size_t plane = (size_t)nx * ny, n = plane * nz, esz = is_f32 ? 4 : 8;
     void *vol = dmri_malloc(n * esz);
@@ -161,8 +151,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "harness_nlmeans: cannot write %s\n", out_path);
         return 1;
     }
-    { extern double nlm_stat_w, nlm_stat_e, nlm_stat_n; printf("stats exps/maskvox/364 %.3f E/exps %.3f boxes %.0f avgbox %.1f\n", nlm_stat_w/repeat/nmask/364, nlm_stat_e/nlm_stat_w, nlm_stat_n/repeat, nlm_stat_w/nlm_stat_n); }
-    printf("isa %s\n", reference ? "reference" : dmri_nlmeans_isa());
     printf("mask_voxels %zu seconds %.6f\n", nmask, best);
     dmri_free(src);
     dmri_free(ws);
