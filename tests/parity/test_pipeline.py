@@ -165,10 +165,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--phantom-shape", nargs=3, type=int,
+                    help="run only one phantom case of this shape (e.g. 96 112 96)")
+    ap.add_argument("--phantom-args", default="--b0 5 --dirs 20",
+                    help="dmri-phantom options for --phantom-shape")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dmri-parity-")
     try:
         b = a.build_dir
+        if a.phantom_shape:
+            shape = [str(v) for v in a.phantom_shape]
+            run_case(b, tmp, "phantom_" + "x".join(shape),
+                     phantom(b, tmp, "ph_custom", "--shape", *shape, *a.phantom_args.split()))
+            return finish(a, tmp)
         small = ["--b0", "3", "--shells", "1000,2000", "--dirs", "10"]
         run_case(b, tmp, "phantom_23x29x17_f32",
                  phantom(b, tmp, "ph_f32", "--shape", "23", "29", "17", "--seed", "3", *small))
@@ -183,10 +192,15 @@ def main():
         run_case(b, tmp, "small_101D_b0thr50", dipy_subject(tmp, "s101", "small_101D"), b0=50)
         run_case(b, tmp, "small_25_skip_denoise", dipy_subject(tmp, "s25", "small_25"), skip=True)
     finally:
-        if a.keep:
-            print("kept", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        pass
+    return finish(a, tmp)
+
+
+def finish(a, tmp):
+    if a.keep:
+        print("kept", tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     if FAILURES:
         print(f"{len(FAILURES)} checks FAILED:")
         for f in FAILURES:
