@@ -28,6 +28,12 @@ typedef enum {
         DMRI_TASK_NKINDS
 } dmri_task_kind_t;
 
+/* Cluster-only task kinds, outside the graph: LOAD reads a subject and cuts
+ * it into chunks (it runs before the graph exists, since the graph depends on
+ * the image's size); NOOP does nothing (scheduler overhead benchmark). */
+#define DMRI_TASK_KIND_LOAD 100
+#define DMRI_TASK_KIND_NOOP 101
+
 /* Outputs a SAVE task can write (one file each). */
 #define DMRI_OUTPUT_MAP(X)                   \
     X(MASK, "mask.nii.gz")                   \

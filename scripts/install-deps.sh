@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libnifti2-dev zlib1g-dev libopenblas-dev liblapacke-dev
+  libzmq3-dev libmsgpack-dev
   # the numerical reference for the parity tests: dipy 1.6 and friends
   python3-dipy python3-nibabel python3-scipy python3-numpy
 )

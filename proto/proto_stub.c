@@ -1,0 +1,1 @@
+/* placeholder so the proto library exists before the codec lands */
