@@ -13,7 +13,8 @@
  *   median1/2 s slices of slab s of the median passes, same type as meanb0
  *               (median slabs: dmri_graph_params_t.median_slabs = 1 in the
  *               cluster, so s = 0 is the whole volume)
- *   mask        nx*ny*nz uint8 (0/1)
+ *   mask        nx*ny*nz uint8 (0/1), then the Otsu threshold as a float64
+ *               (8 bytes, for summary.json)
  *   sigma g     (v1-v0) float32
  *   den g s     like raw g s, denoised, in the store type
  *   maps s      16 planes of nx*ny*(z1-z0) float32: fa, md, ad, rd,
@@ -74,9 +75,14 @@ int dmri_key_format(char *out, size_t outsz, uint64_t job, const dmri_keyref_t *
 int dmri_key_parse(const char *key, uint64_t *job, dmri_keyref_t *ref);
 
 /* Input keys of graph task t, in the order dmri_chunk_run expects; returns
- * their number (<= max), or a negative code. The first input is always info.
- * SAVE tasks list the chunks the client needs for that output. */
-int dmri_task_inputs(const dmri_graph_t *g, const dmri_task_t *t, dmri_keyref_t *out, int max);
+ * their number (<= max; DMRI_ERANGE if more), or a negative code. The first
+ * input is always info. MEANB0 reads only the groups holding a b0 volume,
+ * hence `info` (its bvals and b0 threshold).
+ * SAVE tasks list the chunks the client needs for that output: MASK the mask
+ * and every sigma g (summary.json), FA..COLOR_FA every maps s, DENOISED every
+ * den g s (raw g s with skip_denoise). out == NULL: just count them. */
+int dmri_task_inputs(const dmri_info_t *info, const dmri_graph_t *g, const dmri_task_t *t,
+                     dmri_keyref_t *out, int max);
 /* Output key of graph task t (SAVE tasks have none: returns 0), else 1. */
 int dmri_task_output(const dmri_graph_t *g, const dmri_task_t *t, dmri_keyref_t *out);
 
@@ -109,8 +115,9 @@ int dmri_chunk_run(const dmri_info_t *info, const dmri_graph_t *g, const dmri_ta
 typedef struct dmri_assembly dmri_assembly_t;
 
 dmri_assembly_t *dmri_assembly_new(const dmri_info_t *info, int save_denoised);
-/* Add one chunk (mask, sigma g, maps s, den g s; others are ignored). Checks
- * the size. Copies what it needs; data may be freed after the call. */
+/* Add one chunk (mask, sigma g, maps s, den g s, and raw g s standing for
+ * den with skip_denoise; others are ignored). Checks the size. Copies what it
+ * needs; data may be freed after the call. */
 int dmri_assembly_add(dmri_assembly_t *a, const dmri_keyref_t *ref, const void *data,
                       size_t size, dmri_err_t *err);
 /* 1 when every chunk the outputs need has arrived. */

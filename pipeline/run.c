@@ -14,7 +14,7 @@
 #include "executor.h"
 #include "fsutil.h"
 #include "graph.h"
-#include "pipeline_version.h"
+#include "outputs.h"
 #include "tasks.h"
 
 void dmri_run_opts_default(dmri_run_opts_t *o) {
@@ -120,77 +120,26 @@ static void remove_stage(const char *stage) {
     rmdir(stage);
 }
 
-/* A growable string for summary.json. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-} sbuf_t;
-
-static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf_t *b, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->n;
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-            return;
-        if (b->s && (size_t)k < room) {
-            b->n += (size_t)k;
-            return;
-        }
-        b->cap = (b->cap + (size_t)k + 1) * 2;
-        b->s = dmri_realloc(b->s, b->cap);
-    }
-}
-
-static void sb_json_string(sbuf_t *b, const char *s) {
-    sb_printf(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            sb_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            sb_printf(b, "\\u%04x", c);
-        else
-            sb_printf(b, "%c", c);
-    }
-    sb_printf(b, "\"");
-}
-
 static int write_summary(const run_ctx_t *rc, const dmri_subject_t *subj, const char *path,
                          double load_s, double total_s, dmri_err_t *err) {
     const dmri_state_t *st = rc->st;
-    const dmri_image_t *img = &subj->img;
-    sbuf_t b = {0};
-    sb_printf(&b, "{\n  \"subject\": ");
-    sb_json_string(&b, subj->paths.name);
-    sb_printf(&b, ",\n  \"input\": ");
-    sb_json_string(&b, subj->paths.data_path);
-    sb_printf(&b, ",\n  \"shape\": [%d, %d, %d, %d],\n", img->nx, img->ny, img->nz, img->nv);
-    sb_printf(&b, "  \"dtype\": \"%s\",\n  \"scaled\": %s,\n", dmri_datatype_name(img->datatype),
-              img->scaled ? "true" : "false");
-    sb_printf(&b, "  \"b0_threshold\": %.17g,\n  \"b0_volumes\": %d,\n", rc->o->b0_threshold,
-              subj->gtab.nb0);
-    sb_printf(&b, "  \"otsu_threshold\": %.17g,\n", st->otsu_threshold);
-    sb_printf(&b, "  \"mask_voxels\": %zu,\n", st->mask_count);
-    sb_printf(&b, "  \"denoised\": %s,\n", rc->o->skip_denoise ? "false" : "true");
-    sb_printf(&b, "  \"sigma\": [");
-    for (int v = 0; v < st->nv; v++)
-        sb_printf(&b, "%s%.9g", v ? ", " : "", (double)st->sigma[v]);
-    sb_printf(&b, "],\n  \"seconds\": {\n    \"load\": %.3f", load_s);
-    for (int k = 0; k < DMRI_TASK_NKINDS; k++)
-        if (rc->steps[k].total > 0)
-            sb_printf(&b, ",\n    \"%s\": %.3f", dmri_task_kind_name((dmri_task_kind_t)k),
-                      rc->steps[k].last_end - rc->steps[k].first_start);
-    sb_printf(&b, ",\n    \"total\": %.3f\n  },\n", total_s);
-    sb_printf(&b, "  \"threads\": %d,\n  \"version\": \"%s\",\n", rc->o->nthreads,
-              dmri_version());
-    sb_printf(&b, "  \"reference\": \"dipy 1.6.0 (PIPELINE.md)\"\n}\n");
-    int r = dmri_write_file_atomic(path, b.s, b.n, err);
-    dmri_free(b.s);
-    return r;
+    dmri_summary_t s = {.subject = subj->paths.name,
+                        .input = subj->paths.data_path,
+                        .geom = &subj->img,
+                        .b0_threshold = rc->o->b0_threshold,
+                        .b0_volumes = subj->gtab.nb0,
+                        .otsu_threshold = st->otsu_threshold,
+                        .mask_voxels = st->mask_count,
+                        .denoised = !rc->o->skip_denoise,
+                        .sigma = st->sigma,
+                        .load_s = load_s,
+                        .total_s = total_s,
+                        .threads = rc->o->nthreads};
+    for (int k = 0; k < DMRI_TASK_NKINDS; k++) {
+        s.has_step[k] = rc->steps[k].total > 0;
+        s.step_s[k] = rc->steps[k].last_end - rc->steps[k].first_start;
+    }
+    return dmri_outputs_write_summary(path, &s, err);
 }
 
 int dmri_run_subject(const dmri_subject_paths_t *paths, const dmri_run_opts_t *o,

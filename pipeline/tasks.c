@@ -5,15 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <nifti1.h>
-
 #include "dmri_alloc.h"
-#include "fsutil.h"
 #include "mask.h"
 #include "meanb0.h"
 #include "median.h"
 #include "nlmeans.h"
 #include "otsu.h"
+#include "outputs.h"
 #include "sigma.h"
 
 #define MEDIAN_RADIUS 4
@@ -224,65 +222,11 @@ static void run_dti(dmri_state_t *st, int z0, int z1) {
     dmri_free(ws);
 }
 
-/* The denoised series in the file's own type (float64 when scaled, as nibabel
- * hands dipy a float64 array then). */
-static int save_denoised(dmri_state_t *st, const char *path, dmri_err_t *err) {
-    const dmri_image_t *img = st->img;
-    int dims[4] = {st->nx, st->ny, st->nz, st->nv};
-    size_t total = st->nvox * (size_t)st->nv;
-    if (img->scaled || img->datatype == DT_FLOAT64 || img->datatype == DT_UINT32 ||
-        img->datatype == DT_INT64 || img->datatype == DT_UINT64) {
-        if (img->store == DMRI_STORE_F64)
-            return dmri_image_write(path, img, 4, dims, DT_FLOAT64, st->denoised, err);
-        double *d = dmri_malloc(total * sizeof(double));
-        for (size_t i = 0; i < total; i++)
-            d[i] = ((const float *)st->denoised)[i];
-        int rc = dmri_image_write(path, img, 4, dims, DT_FLOAT64, d, err);
-        dmri_free(d);
-        return rc;
-    }
-    if (img->datatype == DT_FLOAT32 && img->store == DMRI_STORE_F32)
-        return dmri_image_write(path, img, 4, dims, DT_FLOAT32, st->denoised, err);
-    size_t esz = dmri_image_datatype_size(img->datatype);
-    void *buf = dmri_malloc(total * esz);
-    for (size_t i = 0; i < total; i++) {
-        double v = img->store == DMRI_STORE_F32 ? (double)((const float *)st->denoised)[i]
-                                                : ((const double *)st->denoised)[i];
-        switch (img->datatype) {
-        case DT_UINT8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-        case DT_INT8: ((int8_t *)buf)[i] = (int8_t)v; break;
-        case DT_INT16: ((int16_t *)buf)[i] = (int16_t)v; break;
-        case DT_UINT16: ((uint16_t *)buf)[i] = (uint16_t)v; break;
-        case DT_INT32: ((int32_t *)buf)[i] = (int32_t)v; break;
-        default: ((float *)buf)[i] = (float)v; break;
-        }
-    }
-    int rc = dmri_image_write(path, img, 4, dims, img->datatype, buf, err);
-    dmri_free(buf);
-    return rc;
-}
-
 static int run_save(dmri_state_t *st, dmri_output_t out, dmri_err_t *err) {
-    char path[DMRI_PATH_MAX];
-    if (dmri_path_join(path, sizeof path, st->stage_dir, dmri_output_file_name(out)) != 0)
-        return dmri_err_set(err, DMRI_ERANGE, "%s: output path too long", st->stage_dir);
-    int d3[3] = {st->nx, st->ny, st->nz};
-    int d4[4] = {st->nx, st->ny, st->nz, 3};
-    int d5[5] = {st->nx, st->ny, st->nz, 3, 3};
-    const dmri_image_t *geom = st->img;
-    switch (out) {
-    case DMRI_OUTPUT_MASK: return dmri_image_write(path, geom, 3, d3, DT_UINT8, st->mask, err);
-    case DMRI_OUTPUT_FA: return dmri_image_write(path, geom, 3, d3, DT_FLOAT32, st->fa, err);
-    case DMRI_OUTPUT_MD: return dmri_image_write(path, geom, 3, d3, DT_FLOAT32, st->md, err);
-    case DMRI_OUTPUT_AD: return dmri_image_write(path, geom, 3, d3, DT_FLOAT32, st->ad, err);
-    case DMRI_OUTPUT_RD: return dmri_image_write(path, geom, 3, d3, DT_FLOAT32, st->rd, err);
-    case DMRI_OUTPUT_EVECS:
-        return dmri_image_write(path, geom, 5, d5, DT_FLOAT32, st->evecs, err);
-    case DMRI_OUTPUT_COLOR_FA:
-        return dmri_image_write(path, geom, 4, d4, DT_FLOAT32, st->color_fa, err);
-    case DMRI_OUTPUT_DENOISED: return save_denoised(st, path, err);
-    default: return dmri_err_set(err, DMRI_EINVAL, "unknown output %d", (int)out);
-    }
+    dmri_outputs_data_t d = {.mask = st->mask, .fa = st->fa, .md = st->md, .ad = st->ad,
+                             .rd = st->rd, .color_fa = st->color_fa, .evecs = st->evecs,
+                             .denoised = st->denoised};
+    return dmri_outputs_write(st->stage_dir, st->img, out, &d, err);
 }
 
 int dmri_task_run(dmri_state_t *st, const dmri_task_t *t, dmri_err_t *err) {

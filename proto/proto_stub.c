@@ -1,1 +1,0 @@
-/* placeholder so the proto library exists before the codec lands */
