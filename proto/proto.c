@@ -198,6 +198,12 @@ static int proto_pack_field(msgpack_packer *pk, int type, const void *p) {
 /* Every field is written, optional ones too (zero values decode to the same
  * thing as absence), so the encoding of a message is deterministic. A field
  * over the protocol's limits is refused here rather than by the peer. */
+/* The version this process speaks: DMRI_PROTO_VERSION, except in tests
+ * that check how peers refuse another one. */
+static int send_version = DMRI_PROTO_VERSION;
+
+void dmri_proto_set_send_version(int version) { send_version = version > 0 ? version : DMRI_PROTO_VERSION; }
+
 int dmri_msg_encode(const dmri_msg_t *m, uint8_t **buf, size_t *len) {
     const char *name;
     size_t nf;
@@ -211,7 +217,7 @@ int dmri_msg_encode(const dmri_msg_t *m, uint8_t **buf, size_t *len) {
     msgpack_packer_init(&pk, &w, proto_wbuf_write);
     msgpack_pack_array(&pk, 4);
     proto_pack_str(&pk, DMRI_PROTO_MAGIC);
-    msgpack_pack_uint64(&pk, DMRI_PROTO_VERSION);
+    msgpack_pack_uint64(&pk, (uint64_t)send_version);
     msgpack_pack_uint64(&pk, (uint64_t)m->type);
     msgpack_pack_map(&pk, nf);
     for (size_t i = 0; i < nf; i++) {
@@ -577,13 +583,13 @@ int dmri_msg_decode(const uint8_t *buf, size_t len, dmri_msg_t *m, int *peer_ver
     uint64_t version = a->ptr[1].via.u64;
     if (peer_version)
         *peer_version = version > INT_MAX ? INT_MAX : (int)version;
-    if (version != DMRI_PROTO_VERSION) {
+    if (version != (uint64_t)send_version) {
         if (a->size > 2 && a->ptr[2].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
             a->ptr[2].via.u64 <= INT_MAX)
             m->type = (int)a->ptr[2].via.u64;
         rc = dmri_err_set(err, DMRI_EUNSUP,
                           "protocol version %" PRIu64 " is not supported (this side speaks version %d)",
-                          version, DMRI_PROTO_VERSION);
+                          version, send_version);
         goto out;
     }
     if (a->size != 4) {

@@ -5,10 +5,12 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libnifti2-dev zlib1g-dev libopenblas-dev liblapacke-dev
+  libnifti2-dev zlib1g-dev libisal-dev libopenblas-dev liblapacke-dev
   libzmq3-dev libmsgpack-dev
   # the numerical reference for the parity tests: dipy 1.6 and friends
   python3-dipy python3-nibabel python3-scipy python3-numpy
+  # a scripted peer for the protocol tests of the daemons
+  python3-zmq python3-msgpack
 )
 
 missing=()

@@ -1,0 +1,638 @@
+/* dmri-submit: runs subjects on the cluster — sends them to dmri-scheduler,
+ * shows their progress, assembles the result chunks and writes the same
+ * outputs as dmri-run. One DEALER socket to the scheduler carries everything
+ * (PROTOCOL.md), so an ssh tunnel to port 8786 is enough. One bad subject
+ * fails alone; the exit code says whether any failed. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "dmri_alloc.h"
+#include "pipeline_version.h"
+#include "proto.h"
+#include "submit_job.h"
+#include "submit_opts.h"
+#include "submit_progress.h"
+#include "transport.h"
+
+#define FLAG_SKIP_DENOISE 1
+#define FLAG_SAVE_DENOISED 2
+#define FLAG_NOOP 4
+#define POLL_MS 100          /* wake-up period: heartbeats, redraws, deadlines */
+#define REDRAW_S 0.2         /* terminal redraws at most this often */
+#define DRAIN_MAX 64         /* messages handled per wake-up before timers run */
+#define LINGER_BYE_MS 500    /* how long a final BYE may wait to get out */
+#define NAME_WIDTH_MAX 24
+
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dmri-submit [options] SUBJECT [SUBJECT ...]\n"
+            "       dmri-submit --bench-noop N [--scheduler HOST:PORT]\n"
+            "\n"
+            "Runs brain mask -> noise estimate -> NL-means denoising -> tensor fit\n"
+            "(the science of dipy 1.6, as dmri-run) on the cluster: each SUBJECT is sent\n"
+            "to dmri-scheduler, which has dmri-worker processes read and compute it;\n"
+            "the results come back here and are written exactly as dmri-run writes them.\n"
+            "SUBJECT is a folder holding data.nii.gz, bvals and bvecs (as the workers see\n"
+            "it; a relative folder that exists here is sent as an absolute path) or an\n"
+            "HCP id, looked up by the workers under their --data-dir.\n"
+            "\n"
+            "options:\n"
+            "  --scheduler HOST:PORT  the scheduler (default: $DMRI_SCHEDULER or "
+            DMRI_SUBMIT_DEFAULT_SCHEDULER ");\n"
+            "                         from outside the cluster: ssh -L 8786:127.0.0.1:8786 HEAD\n"
+            "  --out DIR              outputs go to DIR/<subject>/ (default: dmri-out)\n"
+            "  --b0-threshold B       volumes with b <= B are b0 (default: 10)\n"
+            "  --skip-denoise         fit the tensor on the raw data\n"
+            "  --save-denoised        also write denoised.nii.gz\n"
+            "  --timeout SECONDS      give up on a silent scheduler after this long (default: 30)\n"
+            "  --quiet                print nothing but errors\n"
+            "  --bench-noop N         measure the scheduler: run N no-op tasks, print tasks/s\n"
+            "  --version, --help\n"
+            "\n"
+            "Outputs: mask.nii.gz, dti_fa/md/ad/rd.nii.gz, dti_evecs.nii.gz,\n"
+            "dti_color_fa.nii.gz, [denoised.nii.gz], summary.json (with the cluster's timings).\n"
+            "Exit status: 0 if every subject succeeded, 1 if any failed or the scheduler\n"
+            "could not be reached, 2 on usage errors, 130/143 when interrupted.\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    const dmri_submit_opts_t *o;
+    void *zctx;                 /* ZeroMQ context */
+    void *sock;                 /* DEALER to the scheduler */
+    dmri_submit_job_t *jobs;
+    int njobs;
+    int bench;                  /* --bench-noop run */
+    int tty;                    /* progress redrawn in place on stdout */
+    dmri_submit_block_t block;  /* the in-place progress lines */
+    int dirty;                  /* progress changed since the last redraw */
+    double last_draw;
+    double last_heard;          /* last message from the scheduler */
+    double next_heartbeat;
+    double heartbeat_s;
+    double accepted_at, done_at; /* bench timings */
+    int stop;                   /* the scheduler left or was lost: end the loop */
+} client_t;
+
+/* --- output: everything goes through here so the progress block is erased
+ * before a message and redrawn after it. */
+
+static void say(client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(client_t *c, const char *fmt, ...) {
+    if (c->o->quiet)
+        return;
+    if (c->tty)
+        dmri_submit_block_clear(&c->block);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    c->dirty = 1;
+}
+
+static void complain(client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void complain(client_t *c, const char *fmt, ...) {
+    if (c->tty)
+        dmri_submit_block_clear(&c->block);
+    fflush(stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+    c->dirty = 1;
+}
+
+static int name_width(const client_t *c) {
+    int w = 4;
+    for (int i = 0; i < c->njobs; i++) {
+        int n = (int)strlen(c->jobs[i].name);
+        if (n > w)
+            w = n;
+    }
+    return w < NAME_WIDTH_MAX ? w : NAME_WIDTH_MAX;
+}
+
+static void redraw(client_t *c, int force) {
+    if (!c->tty || !c->dirty)
+        return;
+    double t = now_s();
+    if (!force && t - c->last_draw < REDRAW_S)
+        return;
+    int w = name_width(c), n = 0;
+    char(*buf)[512] = dmri_malloc((size_t)(c->njobs > 0 ? c->njobs : 1) * sizeof *buf);
+    const char **lines = dmri_malloc((size_t)(c->njobs > 0 ? c->njobs : 1) * sizeof *lines);
+    for (int i = 0; i < c->njobs; i++) {
+        const dmri_submit_job_t *j = &c->jobs[i];
+        if (j->state != DMRI_SUBMIT_JOB_RUNNING)
+            continue;
+        dmri_submit_progress_line(buf[n], sizeof buf[n], j->name, w, j->done, j->total, j->step);
+        lines[n] = buf[n];
+        n++;
+    }
+    dmri_submit_block_draw(&c->block, lines, n);
+    dmri_free(lines);
+    dmri_free(buf);
+    c->dirty = 0;
+    c->last_draw = t;
+}
+
+/* --- sending */
+
+static int send_msg(client_t *c, const dmri_msg_t *m) {
+    dmri_err_t err = {0};
+    int rc = dmri_proto_send(c->sock, NULL, 0, m, NULL, 0, NULL, NULL, &err);
+    if (rc != 0)
+        complain(c, "dmri-submit: sending %s: %s\n", dmri_msg_type_name(m->type),
+                 err.msg[0] ? err.msg : dmri_strerror(rc));
+    return rc;
+}
+
+static void send_bye(client_t *c, const char *reason) {
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_BYE);
+    m.u.bye.reason = (char *)reason;
+    int linger = LINGER_BYE_MS;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    send_msg(c, &m);
+}
+
+static void send_heartbeat(client_t *c) {
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_HEARTBEAT);
+    uint64_t running = 0;
+    for (int i = 0; i < c->njobs; i++)
+        running += c->jobs[i].state == DMRI_SUBMIT_JOB_RUNNING;
+    m.u.heartbeat.running = running;
+    send_msg(c, &m);
+}
+
+/* --- jobs */
+
+static dmri_submit_job_t *job_by_id(client_t *c, uint64_t job) {
+    for (int i = 0; i < c->njobs; i++)
+        if (c->jobs[i].state != DMRI_SUBMIT_JOB_SENT && c->jobs[i].job == job)
+            return &c->jobs[i];
+    return NULL;
+}
+
+static void job_failed(client_t *c, dmri_submit_job_t *j, const char *msg) {
+    if (dmri_submit_job_fail(j, msg)) {
+        if (c->bench)
+            complain(c, "dmri-submit: benchmark FAILED: %s\n", j->error);
+        else
+            complain(c, "dmri-submit: subject %s FAILED: %s\n", j->name, j->error);
+    }
+}
+
+static void fail_all(client_t *c, const char *msg) {
+    for (int i = 0; i < c->njobs; i++)
+        job_failed(c, &c->jobs[i], msg);
+}
+
+static int active_count(const client_t *c) {
+    int n = 0;
+    for (int i = 0; i < c->njobs; i++)
+        n += dmri_submit_job_active(&c->jobs[i]);
+    return n;
+}
+
+static void on_progress(client_t *c, const dmri_msg_progress_t *p) {
+    dmri_submit_job_t *j = job_by_id(c, p->job);
+    if (!j || !dmri_submit_job_active(j))
+        return;
+    j->done = p->done;
+    j->total = p->total;
+    snprintf(j->step, sizeof j->step, "%s", p->step);
+    c->dirty = 1;
+    if (c->tty || c->o->quiet)
+        return;
+    /* In a log, one line per 10 % step; a new total (the graph is known
+     * only after LOAD) starts the count again. */
+    if (p->total != j->decile_total) {
+        j->decile_total = p->total;
+        j->decile = -1;
+    }
+    int d = dmri_submit_progress_decile(p->done, p->total);
+    if (d > j->decile) {
+        j->decile = d;
+        char line[512];
+        dmri_submit_progress_line(line, sizeof line, j->name, name_width(c), j->done, j->total,
+                                  j->step);
+        say(c, "%s\n", line);
+    }
+}
+
+static void on_result(client_t *c, const dmri_msg_result_t *r, dmri_payload_t *payload) {
+    dmri_submit_job_t *j = job_by_id(c, r->job);
+    if (!j || !dmri_submit_job_active(j))
+        return;
+    if (c->bench)
+        return;
+    size_t have = dmri_payload_size(payload);
+    if (!payload->present || have != r->size) {
+        char msg[DMRI_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "result %.200s: payload of %zu bytes, the header says %" PRIu64,
+                 r->key, have, r->size);
+        job_failed(c, j, msg);
+        return;
+    }
+    dmri_err_t err = {0};
+    int rc = dmri_submit_job_result(j, r->key, dmri_payload_data(payload), have, &err);
+    if (rc != 0)
+        job_failed(c, j, err.msg[0] ? err.msg : dmri_strerror(rc));
+    else
+        c->dirty = 1; /* the name may have changed with the info chunk */
+}
+
+static void on_job_done(client_t *c, const dmri_msg_job_done_t *d) {
+    dmri_submit_job_t *j = job_by_id(c, d->job);
+    if (!j || !dmri_submit_job_active(j))
+        return;
+    if (c->bench) {
+        c->done_at = now_s();
+        j->state = DMRI_SUBMIT_JOB_DONE;
+        double wall = c->done_at - c->accepted_at;
+        if (c->tty)
+            dmri_submit_block_clear(&c->block);
+        printf("dmri-submit: bench-noop: %ld tasks in %.3f s: %.1f tasks/s (client wall time, "
+               "ACCEPTED to JOB_DONE)\n",
+               c->o->bench_tasks, wall, wall > 0 ? (double)c->o->bench_tasks / wall : 0.0);
+        printf("dmri-submit: scheduler summary: %s\n", d->summary[0] ? d->summary : "{}");
+        fflush(stdout);
+        return;
+    }
+    dmri_err_t err = {0};
+    if (dmri_submit_job_finish(j, c->o->out_root, d->summary, &err) != 0)
+        complain(c, "dmri-submit: subject %s FAILED: %s\n", j->name, j->error);
+    else
+        say(c, "dmri-submit: subject %s done; FA map: %s/dti_fa.nii.gz\n", j->name, j->out_dir);
+}
+
+/* One message from the scheduler, after WELCOME. */
+static void handle(client_t *c, dmri_msg_t *m, dmri_payload_t *payload) {
+    switch (m->type) {
+    case DMRI_MSG_ACCEPTED:
+        for (int i = 0; i < c->njobs; i++) {
+            dmri_submit_job_t *j = &c->jobs[i];
+            if (j->state == DMRI_SUBMIT_JOB_SENT && j->request == m->u.accepted.request) {
+                j->job = m->u.accepted.job;
+                j->state = DMRI_SUBMIT_JOB_RUNNING;
+                c->accepted_at = now_s();
+                c->dirty = 1;
+                if (!c->bench)
+                    say(c, "dmri-submit: subject %s is job %" PRIu64 "\n", j->name, j->job);
+            }
+        }
+        break;
+    case DMRI_MSG_PROGRESS: on_progress(c, &m->u.progress); break;
+    case DMRI_MSG_RESULT: on_result(c, &m->u.result, payload); break;
+    case DMRI_MSG_JOB_DONE: on_job_done(c, &m->u.job_done); break;
+    case DMRI_MSG_JOB_FAILED: {
+        dmri_submit_job_t *j = job_by_id(c, m->u.job_failed.job);
+        if (j)
+            job_failed(c, j, m->u.job_failed.error);
+        break;
+    }
+    case DMRI_MSG_BYE: {
+        char msg[DMRI_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "scheduler shut down: %.400s", m->u.bye.reason);
+        fail_all(c, msg);
+        c->stop = 1;
+        break;
+    }
+    case DMRI_MSG_REFUSED: {
+        /* The scheduler forgot us (client timeout, restart): nothing of
+         * ours runs there any more. */
+        char msg[DMRI_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "refused by scheduler: %.400s", m->u.refused.reason);
+        fail_all(c, msg);
+        c->stop = 1;
+        break;
+    }
+    case DMRI_MSG_ERROR:
+        complain(c, "dmri-submit: scheduler error: %s\n", m->u.error.error);
+        break;
+    default: break; /* HEARTBEAT, a repeated WELCOME: only liveness */
+    }
+}
+
+/* Receive what is waiting (up to DRAIN_MAX messages). Returns the number
+ * handled, or -1 when the conversation cannot go on (c->stop set). */
+static int drain(client_t *c, int welcomed, int *got_welcome, uint64_t *heartbeat_ms) {
+    int handled = 0;
+    while (handled < DRAIN_MAX && !c->stop) {
+        dmri_msg_t m;
+        dmri_payload_t payload;
+        dmri_err_t err = {0};
+        int version = 0;
+        int rc = dmri_proto_recv(c->sock, 0, NULL, NULL, &m, &payload, &version, &err);
+        if (rc == DMRI_ECANCEL)
+            break;
+        handled++;
+        c->last_heard = now_s();
+        if (rc == DMRI_EUNSUP) {
+            complain(c, "dmri-submit: the scheduler speaks another protocol: %s\n", err.msg);
+            fail_all(c, "protocol version mismatch with the scheduler");
+            c->stop = 1;
+            return -1;
+        }
+        if (rc == DMRI_EFORMAT) {
+            complain(c, "dmri-submit: malformed message from the scheduler: %s\n", err.msg);
+            dmri_msg_t e;
+            dmri_msg_init(&e, DMRI_MSG_ERROR);
+            e.u.error.error = err.msg;
+            send_msg(c, &e);
+            continue;
+        }
+        if (rc != 0) {
+            complain(c, "dmri-submit: receiving from the scheduler: %s\n",
+                     err.msg[0] ? err.msg : dmri_strerror(rc));
+            fail_all(c, "lost contact with the scheduler (socket error)");
+            c->stop = 1;
+            return -1;
+        }
+        if (!welcomed) {
+            if (m.type == DMRI_MSG_WELCOME) {
+                *got_welcome = 1;
+                *heartbeat_ms = m.u.welcome.heartbeat_ms;
+            } else if (m.type == DMRI_MSG_REFUSED) {
+                complain(c, "dmri-submit: refused by scheduler: %s\n", m.u.refused.reason);
+                c->stop = 1;
+            } else if (m.type == DMRI_MSG_BYE) {
+                complain(c, "dmri-submit: scheduler shut down: %s\n", m.u.bye.reason);
+                c->stop = 1;
+            } else if (m.type == DMRI_MSG_ERROR) {
+                complain(c, "dmri-submit: scheduler error: %s\n", m.u.error.error);
+            }
+        } else {
+            handle(c, &m, &payload);
+        }
+        /* Result payloads are copied into the assembly: let go of the
+         * frame at once (a subject's results reach gigabytes). */
+        dmri_payload_close(&payload);
+        dmri_msg_clear(&m);
+        if (!welcomed && *got_welcome)
+            break;
+    }
+    return handled;
+}
+
+/* Wait up to `ms` for input; 1 readable, 0 not, -1 on a signal. */
+static int wait_input(client_t *c, long ms) {
+    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(&it, 1, ms);
+    if (g_signal)
+        return -1;
+    if (rc < 0)
+        return 0; /* EINTR from a signal we do not care about */
+    return rc > 0;
+}
+
+static int exit_for_signal(client_t *c) {
+    int sig = g_signal;
+    if (c->tty)
+        dmri_submit_block_clear(&c->block);
+    fflush(stdout);
+    fprintf(stderr, "dmri-submit: interrupted (%s); the scheduler cancels our jobs\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+    send_bye(c, sig == SIGINT ? "client interrupted (SIGINT)" : "client terminated (SIGTERM)");
+    return 128 + sig;
+}
+
+static int connect_scheduler(client_t *c) {
+    dmri_err_t err = {0};
+    c->zctx = zmq_ctx_new();
+    c->sock = c->zctx ? zmq_socket(c->zctx, ZMQ_DEALER) : NULL;
+    if (!c->sock) {
+        fprintf(stderr, "dmri-submit: cannot create a ZeroMQ socket: %s\n", zmq_strerror(errno));
+        return -1;
+    }
+    if (dmri_proto_socket_setup(c->sock, 0, 0, &err) != 0) {
+        fprintf(stderr, "dmri-submit: socket setup: %s\n", err.msg);
+        return -1;
+    }
+    /* Nothing queued for an absent scheduler may hold up exit. */
+    int linger = 0, v6 = c->o->ipv6;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_IPV6, &v6, sizeof v6);
+    char endpoint[DMRI_SUBMIT_HOST_MAX + 32];
+    snprintf(endpoint, sizeof endpoint, "tcp://%s", c->o->scheduler);
+    if (zmq_connect(c->sock, endpoint) != 0) {
+        fprintf(stderr, "dmri-submit: cannot connect to %s: %s\n", endpoint,
+                zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* HELLO, then wait for WELCOME. Returns 0 when welcomed, else an exit code. */
+static int handshake(client_t *c) {
+    char host[256] = "localhost", name[DMRI_PROTO_MAX_STR];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(name, sizeof name, "dmri-submit@%s:%ld", host, (long)getpid());
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_HELLO);
+    m.u.hello.role = "client";
+    m.u.hello.name = name;
+    m.u.hello.pid = (uint64_t)getpid();
+    if (send_msg(c, &m) != 0)
+        return 1;
+    double deadline = now_s() + c->o->timeout;
+    int welcomed = 0;
+    uint64_t hb_ms = 0;
+    while (!welcomed && !c->stop) {
+        double left = deadline - now_s();
+        if (left <= 0) {
+            fprintf(stderr,
+                    "dmri-submit: no answer from scheduler at %s (is dmri-scheduler running? "
+                    "through ssh: ssh -L 8786:127.0.0.1:8786 HEAD)\n",
+                    c->o->scheduler);
+            return 1;
+        }
+        long ms = (long)(left * 1000) + 1;
+        int r = wait_input(c, ms < POLL_MS ? ms : POLL_MS);
+        if (r < 0)
+            return exit_for_signal(c);
+        if (r > 0)
+            drain(c, 0, &welcomed, &hb_ms);
+    }
+    if (!welcomed)
+        return 1;
+    c->heartbeat_s = hb_ms >= 100 && hb_ms <= 60000 ? (double)hb_ms / 1000 : 1.0;
+    c->last_heard = now_s();
+    c->next_heartbeat = c->last_heard + c->heartbeat_s;
+    return 0;
+}
+
+static int submit_all(client_t *c) {
+    for (int i = 0; i < c->njobs; i++) {
+        dmri_submit_job_t *j = &c->jobs[i];
+        dmri_msg_t m;
+        dmri_msg_init(&m, DMRI_MSG_SUBMIT);
+        m.u.submit.request = j->request;
+        m.u.submit.subject = j->subject;
+        m.u.submit.b0_threshold = c->o->b0_threshold;
+        m.u.submit.flags = c->bench ? FLAG_NOOP
+                                    : (uint64_t)(c->o->skip_denoise ? FLAG_SKIP_DENOISE : 0) |
+                                          (uint64_t)(c->o->save_denoised ? FLAG_SAVE_DENOISED : 0);
+        if (send_msg(c, &m) != 0)
+            return -1;
+        j->sent_at = now_s();
+    }
+    return 0;
+}
+
+/* The main loop: until every job has ended. Returns 0, or an exit code for
+ * a signal. */
+static int run_loop(client_t *c) {
+    while (!c->stop && active_count(c) > 0) {
+        int r = wait_input(c, POLL_MS);
+        if (r < 0)
+            return exit_for_signal(c);
+        if (r > 0)
+            drain(c, 1, NULL, NULL);
+        double t = now_s();
+        if (t >= c->next_heartbeat) {
+            send_heartbeat(c);
+            c->next_heartbeat = t + c->heartbeat_s;
+        }
+        if (t - c->last_heard > c->o->timeout) {
+            char msg[DMRI_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "lost contact with the scheduler at %s (nothing heard for %.0f s)",
+                     c->o->scheduler, t - c->last_heard);
+            fail_all(c, msg);
+            break;
+        }
+        /* A SUBMIT the scheduler never answered (it sends ERROR for a
+         * request it rejects, which names no request) must not hang us. */
+        for (int i = 0; i < c->njobs; i++)
+            if (c->jobs[i].state == DMRI_SUBMIT_JOB_SENT && t - c->jobs[i].sent_at > c->o->timeout)
+                job_failed(c, &c->jobs[i], "the scheduler did not accept the subject");
+        redraw(c, 0);
+    }
+    redraw(c, 1);
+    if (c->tty)
+        dmri_submit_block_clear(&c->block);
+    return 0;
+}
+
+static int terminal_cols(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *s = getenv("COLUMNS");
+    int n = s ? atoi(s) : 0;
+    return n > 10 ? n : 80;
+}
+
+int main(int argc, char **argv) {
+    dmri_submit_opts_t o;
+    dmri_err_t err = {0};
+    if (dmri_submit_opts_parse(&o, argc, argv, getenv("DMRI_SCHEDULER"), &err) != 0) {
+        fprintf(stderr, "dmri-submit: %s\n", err.msg);
+        if (strncmp(err.msg, "unknown option", 14) == 0 || strcmp(err.msg, "no subject given") == 0)
+            usage(stderr);
+        return 2;
+    }
+    if (o.action == DMRI_SUBMIT_HELP) {
+        usage(stdout);
+        return 0;
+    }
+    if (o.action == DMRI_SUBMIT_VERSION) {
+        printf("dmri-submit %s (protocol %d)\n", dmri_version(), DMRI_PROTO_VERSION);
+        return 0;
+    }
+
+    /* Signals go to this thread only: ZeroMQ's I/O threads, created with
+     * the context, inherit a mask that blocks them. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    client_t c;
+    memset(&c, 0, sizeof c);
+    c.o = &o;
+    c.bench = o.action == DMRI_SUBMIT_BENCH;
+    c.tty = !o.quiet && isatty(STDOUT_FILENO);
+    c.block.out = stdout;
+    c.block.cols = c.tty ? terminal_cols() : 80;
+    char bench_subject[32];
+    if (c.bench) {
+        snprintf(bench_subject, sizeof bench_subject, "%ld", o.bench_tasks);
+        c.njobs = 1;
+        c.jobs = dmri_calloc(1, sizeof *c.jobs);
+        dmri_submit_job_init(&c.jobs[0], bench_subject, 0, 0);
+        snprintf(c.jobs[0].subject, sizeof c.jobs[0].subject, "%s", bench_subject);
+        snprintf(c.jobs[0].name, sizeof c.jobs[0].name, "noop");
+    } else {
+        c.njobs = o.nsubjects;
+        c.jobs = dmri_calloc((size_t)o.nsubjects, sizeof *c.jobs);
+        for (int i = 0; i < o.nsubjects; i++)
+            dmri_submit_job_init(&c.jobs[i], o.subjects[i], (uint64_t)i, o.save_denoised);
+    }
+
+    int code = connect_scheduler(&c) != 0 ? 1 : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (code == 0)
+        code = handshake(&c);
+    if (code == 0) {
+        if (c.bench)
+            say(&c, "dmri-submit: scheduler %s: benchmark of %ld no-op tasks\n", o.scheduler,
+                o.bench_tasks);
+        else
+            say(&c, "dmri-submit: scheduler %s: %d subject%s, outputs in %s/\n", o.scheduler,
+                c.njobs, c.njobs == 1 ? "" : "s", o.out_root);
+        if (submit_all(&c) != 0)
+            fail_all(&c, "could not send the request to the scheduler");
+        code = run_loop(&c);
+        if (code == 0) {
+            int ok = 0;
+            for (int i = 0; i < c.njobs; i++)
+                ok += c.jobs[i].state == DMRI_SUBMIT_JOB_DONE;
+            if (c.njobs > 1)
+                say(&c, "dmri-submit: %d of %d subjects succeeded\n", ok, c.njobs);
+            code = ok == c.njobs ? 0 : 1;
+            if (!c.stop)
+                send_bye(&c, code == 0 ? "done" : "done, with failures");
+        }
+    }
+    for (int i = 0; i < c.njobs; i++)
+        dmri_submit_job_close(&c.jobs[i]);
+    dmri_free(c.jobs);
+    if (c.sock)
+        zmq_close(c.sock);
+    if (c.zctx)
+        zmq_ctx_term(c.zctx);
+    return code;
+}

@@ -1,0 +1,305 @@
+/* server: ZeroMQ sockets and the poll loop around the scheduler state
+ * machine (see server.h). */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "dmri_alloc.h"
+#include "strmap.h"
+#include "transport.h"
+
+#define MAX_FETCH_SOCKETS 4096
+
+typedef struct {
+    const dmri_server_opts_t *o;
+    void *zctx;
+    void *router;
+    dmri_sched_t *sched;
+    dmri_strmap_t fetch_index;   /* peer address -> index in fetch[] */
+    void **fetch;                /* DEALERs to workers' peer sockets */
+    int nfetch;
+} server_t;
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(signal_pipe[1], &b, 1);
+    (void)r;
+}
+
+static double mono_now(void *ctx) {
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void log_line(void *ctx, const char *line) {
+    server_t *sv = ctx;
+    if (sv->o->quiet)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    localtime_r(&tv.tv_sec, &tm);
+    fprintf(stderr, "%02d:%02d:%02d.%03d dmri-scheduler: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            (int)(tv.tv_usec / 1000), line);
+}
+
+static int io_send(void *ctx, const uint8_t *peer, size_t peer_len, const dmri_msg_t *m,
+                   const void *payload, size_t payload_len) {
+    server_t *sv = ctx;
+    dmri_err_t err = {0};
+    return dmri_proto_send(sv->router, peer, peer_len, m, payload, payload_len, NULL, NULL, &err);
+}
+
+static void *fetch_socket(server_t *sv, const char *addr) {
+    int idx;
+    if (dmri_strmap_get(&sv->fetch_index, addr, &idx))
+        return sv->fetch[idx];
+    if (sv->nfetch >= MAX_FETCH_SOCKETS)
+        return NULL;
+    void *d = zmq_socket(sv->zctx, ZMQ_DEALER);
+    if (!d)
+        return NULL;
+    dmri_err_t err = {0};
+    dmri_proto_socket_setup(d, 0, 0, &err);
+    int linger = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(d, addr) != 0) {
+        zmq_close(d);
+        return NULL;
+    }
+    sv->fetch = dmri_realloc(sv->fetch, (size_t)(sv->nfetch + 1) * sizeof(void *));
+    sv->fetch[sv->nfetch] = d;
+    dmri_strmap_put(&sv->fetch_index, addr, sv->nfetch);
+    sv->nfetch++;
+    return d;
+}
+
+static void io_fetch(void *ctx, const char *addr, const char *key, uint64_t request) {
+    server_t *sv = ctx;
+    void *d = fetch_socket(sv, addr);
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_DATA_GET);
+    m.u.data_get.key = (char *)key;
+    m.u.data_get.request = request;
+    dmri_err_t err = {0};
+    if (!d || dmri_proto_send(d, NULL, 0, &m, NULL, 0, NULL, NULL, &err) != 0)
+        dmri_sched_on_data_missing(sv->sched, request);
+}
+
+/* Forward a chunk to its client without copying it: the payload message
+ * received from the worker is handed to the ROUTER as is. */
+static void relay_data(server_t *sv, const dmri_msg_t *m, dmri_payload_t *payload) {
+    uint8_t client[DMRI_IDENT_MAX];
+    size_t client_len = 0;
+    dmri_msg_t result;
+    uint64_t request = m->u.data.request;
+    size_t size = dmri_payload_size(payload);
+    if (size != m->u.data.size) {
+        dmri_sched_on_data_missing(sv->sched, request);
+        return;
+    }
+    if (!dmri_sched_on_data(sv->sched, request, size, client, &client_len, &result))
+        return;
+    uint8_t *hdr = NULL;
+    size_t hdr_len = 0;
+    int ok = dmri_msg_encode(&result, &hdr, &hdr_len) == 0 &&
+             zmq_send(sv->router, client, client_len, ZMQ_SNDMORE) >= 0 &&
+             zmq_send(sv->router, hdr, hdr_len, ZMQ_SNDMORE) >= 0;
+    if (ok) {
+        if (payload->present) {
+            ok = zmq_msg_send(&payload->msg, sv->router, 0) >= 0;
+        } else {
+            ok = zmq_send(sv->router, "", 0, 0) >= 0;
+        }
+    }
+    dmri_free(hdr);
+    dmri_sched_on_relayed(sv->sched, request, ok);
+}
+
+static void drain_router(server_t *sv) {
+    for (int i = 0; i < 10000; i++) {
+        uint8_t ident[DMRI_IDENT_MAX];
+        size_t ident_len = 0;
+        dmri_msg_t m;
+        dmri_payload_t payload = {0};
+        dmri_err_t err = {0};
+        int pv = 0;
+        int rc = dmri_proto_recv(sv->router, 1, ident, &ident_len, &m, &payload, &pv, &err);
+        if (rc == DMRI_ECANCEL)
+            return;
+        if (rc == DMRI_EFORMAT || rc == DMRI_EUNSUP) {
+            dmri_sched_on_malformed(sv->sched, ident, ident_len, rc, err.msg);
+            continue;
+        }
+        if (rc != 0)
+            return;
+        dmri_payload_close(&payload);
+        dmri_sched_on_message(sv->sched, ident, ident_len, &m);
+        dmri_msg_clear(&m);
+    }
+}
+
+static void drain_fetch(server_t *sv, void *d) {
+    for (int i = 0; i < 10000; i++) {
+        dmri_msg_t m;
+        dmri_payload_t payload = {0};
+        dmri_err_t err = {0};
+        int rc = dmri_proto_recv(d, 0, NULL, NULL, &m, &payload, NULL, &err);
+        if (rc == DMRI_ECANCEL || (rc != 0 && rc != DMRI_EFORMAT && rc != DMRI_EUNSUP))
+            return;
+        if (rc != 0)
+            continue;
+        if (m.type == DMRI_MSG_DATA)
+            relay_data(sv, &m, &payload);
+        else if (m.type == DMRI_MSG_DATA_MISSING)
+            dmri_sched_on_data_missing(sv->sched, m.u.data_missing.request);
+        dmri_payload_close(&payload);
+        dmri_msg_clear(&m);
+    }
+}
+
+static int write_small_file(const char *path, const char *text) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+void dmri_server_opts_default(dmri_server_opts_t *o) {
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8786;
+    dmri_sched_opts_default(&o->sched);
+}
+
+int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
+    server_t sv;
+    memset(&sv, 0, sizeof sv);
+    sv.o = o;
+    dmri_strmap_init(&sv.fetch_index);
+    sv.zctx = zmq_ctx_new();
+    sv.router = zmq_socket(sv.zctx, ZMQ_ROUTER);
+    dmri_proto_socket_setup(sv.router, 1, (int64_t)DMRI_PROTO_MAX_HEADER + (1 << 20), err);
+    char endpoint[512];
+    snprintf(endpoint, sizeof endpoint, "tcp://%s:%d", o->host, o->port);
+    if (zmq_bind(sv.router, endpoint) != 0) {
+        int e = zmq_errno();
+        zmq_close(sv.router);
+        zmq_ctx_term(sv.zctx);
+        dmri_strmap_close(&sv.fetch_index);
+        return dmri_err_set(err, DMRI_EIO, "cannot listen on %s: %s", endpoint, zmq_strerror(e));
+    }
+    char bound[512];
+    size_t blen = sizeof bound;
+    zmq_getsockopt(sv.router, ZMQ_LAST_ENDPOINT, bound, &blen);
+    const char *colon = strrchr(bound, ':');
+    int port = colon ? atoi(colon + 1) : o->port;
+
+    if (pipe(signal_pipe) != 0)
+        return dmri_err_set(err, DMRI_EIO, "pipe: %s", strerror(errno));
+    fcntl(signal_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    dmri_sched_io_t io = {io_send, io_fetch, mono_now, log_line};
+    sv.sched = dmri_sched_new(&o->sched, &io, &sv);
+    char line[600];
+    snprintf(line, sizeof line, "listening on %s (protocol version %d)", bound,
+             DMRI_PROTO_VERSION);
+    log_line(&sv, line);
+    if (strcmp(o->host, "127.0.0.1") == 0 || strcmp(o->host, "localhost") == 0)
+        log_line(&sv, "loopback only: workers on other machines need --host 0.0.0.0 (or an "
+                      "address of this machine); clients can use ssh -L 8786:127.0.0.1:8786");
+    else
+        log_line(&sv, "WARNING: the cluster is open: anyone who can reach this port can "
+                      "submit work and join as a worker");
+    if (o->port_file) {
+        char text[32];
+        snprintf(text, sizeof text, "%d\n", port);
+        write_small_file(o->port_file, text);
+    }
+    if (o->pid_file) {
+        char text[32];
+        snprintf(text, sizeof text, "%ld\n", (long)getpid());
+        if (write_small_file(o->pid_file, text) != 0)
+            log_line(&sv, "cannot write the pid file");
+    }
+
+    double last_tick = 0;
+    int stop = 0;
+    zmq_pollitem_t *items = NULL;
+    while (!stop) {
+        int n = 2 + sv.nfetch;
+        items = dmri_realloc(items, (size_t)n * sizeof(zmq_pollitem_t));
+        memset(items, 0, (size_t)n * sizeof(zmq_pollitem_t));
+        items[0].socket = sv.router;
+        items[0].events = ZMQ_POLLIN;
+        items[1].fd = signal_pipe[0];
+        items[1].events = ZMQ_POLLIN;
+        for (int i = 0; i < sv.nfetch; i++) {
+            items[2 + i].socket = sv.fetch[i];
+            items[2 + i].events = ZMQ_POLLIN;
+        }
+        int rc = zmq_poll(items, n, 100);
+        if (rc < 0 && zmq_errno() != EINTR)
+            break;
+        if (rc > 0) {
+            if (items[1].revents & ZMQ_POLLIN) {
+                unsigned char b;
+                while (read(signal_pipe[0], &b, 1) == 1)
+                    stop = 1;
+            }
+            if (items[0].revents & ZMQ_POLLIN)
+                drain_router(&sv);
+            for (int i = 0; i < n - 2; i++)
+                if (items[2 + i].revents & ZMQ_POLLIN)
+                    drain_fetch(&sv, sv.fetch[i]);
+        }
+        double t = mono_now(NULL);
+        if (t - last_tick >= 0.1) {
+            dmri_sched_tick(sv.sched);
+            last_tick = t;
+        }
+    }
+    log_line(&sv, "shutting down: telling workers and clients");
+    dmri_sched_shutdown(sv.sched, "scheduler shutting down");
+    int linger = 1000;
+    zmq_setsockopt(sv.router, ZMQ_LINGER, &linger, sizeof linger);
+    dmri_free(items);
+    dmri_sched_destroy(&sv.sched);
+    for (int i = 0; i < sv.nfetch; i++)
+        zmq_close(sv.fetch[i]);
+    dmri_free(sv.fetch);
+    zmq_close(sv.router);
+    zmq_ctx_term(sv.zctx);
+    dmri_strmap_close(&sv.fetch_index);
+    if (o->pid_file)
+        unlink(o->pid_file);
+    close(signal_pipe[0]);
+    close(signal_pipe[1]);
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* server: the ZeroMQ shell of dmri-scheduler — the ROUTER socket on port
+ * 8786, the DEALER sockets to workers' peer sockets (for relaying results to
+ * clients), the poll loop, timers and signals. All decisions are taken by
+ * sched.h; this module only decodes, delivers and sends. */
+#ifndef DMRI_SERVER_H
+#define DMRI_SERVER_H
+
+#include "dmri_err.h"
+#include "sched_state.h"
+
+typedef struct {
+    const char *host;        /* bind address ("127.0.0.1", "0.0.0.0", an IP) */
+    int port;                /* 8786 */
+    const char *pid_file;    /* written once listening; NULL for none */
+    const char *port_file;   /* the bound port, written once listening (tests) */
+    int quiet;               /* no log lines */
+    dmri_sched_opts_t sched;
+} dmri_server_opts_t;
+
+void dmri_server_opts_default(dmri_server_opts_t *o);
+
+/* Runs until SIGTERM/SIGINT; returns 0 on a clean shutdown, else an error
+ * (e.g. the port is taken) with err filled. */
+int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err);
+
+#endif
