@@ -1,7 +1,9 @@
 /* Unit tests of common/image: NIfTI round trips of every datatype, 3-D to
  * 5-D writes, scaling as nibabel applies it, big-endian and NIfTI-2 input,
  * and every error path (missing, garbage, truncated or corrupt gzip,
- * unsupported datatype, bad dims, unwritable folder, failing write). */
+ * unsupported datatype, bad dims, unwritable folder, failing write); gzip
+ * members, header fields, trailing bytes and damage anywhere in the stream,
+ * through ISA-L and through the zlib fallback. */
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -648,6 +650,290 @@ static void test_read_errors(void) {
     dmri_free(v);
 }
 
+/* ------------------------------------------------------- gzip streams
+ * The gzip reading of image.c (ISA-L when built with it, zlib otherwise or
+ * with DMRI_INFLATE=zlib; main() runs these under both): members, header
+ * fields, trailing bytes, truncation and corruption anywhere. The oracle is
+ * the same image read from a plain .nii, which never inflates. */
+
+/* One gzip member of `raw` (zlib's own gzip wrapper) appended at out+*n. */
+static void gz_append(unsigned char *out, size_t cap, size_t *n, const void *raw, size_t len,
+                      int level) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    CHECK_INT(deflateInit2(&z, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (unsigned char *)(uintptr_t)raw;
+    z.avail_in = (uInt)len;
+    z.next_out = out + *n;
+    z.avail_out = (uInt)(cap - *n);
+    CHECK_INT(deflate(&z, Z_FINISH), Z_STREAM_END);
+    *n += z.total_out;
+    deflateEnd(&z);
+}
+
+/* A member whose header carries FEXTRA, FNAME, FCOMMENT and FHCRC, which
+ * both inflaters must parse and check. */
+static void gz_append_fancy(unsigned char *out, size_t cap, size_t *n, const void *raw,
+                            size_t len) {
+    static const unsigned char hdr[] = {
+        0x1f, 0x8b, 8, 0x02 | 0x04 | 0x08 | 0x10, 1, 2, 3, 4, 0, 3,
+        5, 0, 'A', 'B', 1, 0, 'x',                       /* FEXTRA: 5 bytes */
+        'd', 'a', 't', 'a', '.', 'n', 'i', 'i', 0,       /* FNAME */
+        'a', ' ', 'c', 'o', 'm', 'm', 'e', 'n', 't', 0}; /* FCOMMENT */
+    memcpy(out + *n, hdr, sizeof hdr);
+    uLong hc = crc32(0L, hdr, sizeof hdr);
+    size_t at = *n + sizeof hdr;
+    out[at] = (unsigned char)(hc & 0xff);
+    out[at + 1] = (unsigned char)((hc >> 8) & 0xff);
+    at += 2;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    CHECK_INT(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (unsigned char *)(uintptr_t)raw;
+    z.avail_in = (uInt)len;
+    z.next_out = out + at;
+    z.avail_out = (uInt)(cap - at);
+    CHECK_INT(deflate(&z, Z_FINISH), Z_STREAM_END);
+    at += z.total_out;
+    deflateEnd(&z);
+    uLong c = crc32(0L, raw, (uInt)len);
+    for (int i = 0; i < 4; i++)
+        out[at++] = (unsigned char)((c >> (8 * i)) & 0xff);
+    for (int i = 0; i < 4; i++)
+        out[at++] = (unsigned char)(((uint32_t)len >> (8 * i)) & 0xff);
+    *n = at;
+}
+
+/* Read `p` and require the same values (bit for bit) as `want`. */
+static void expect_same_image(const char *p, const dmri_image_t *want, const char *what) {
+    dmri_image_t img;
+    dmri_err_t err = {0};
+    int rc = dmri_image_read(p, &img, &err);
+    CHECK_INT(rc, 0);
+    if (rc != 0) {
+        fprintf(stderr, "  %s: %s\n", what, err.msg);
+        return;
+    }
+    size_t n = dmri_image_nvox(want) * (size_t)want->nv;
+    size_t sz = want->store == DMRI_STORE_F32 ? 4 : 8;
+    CHECK_INT(img.store, want->store);
+    CHECK_INT(img.scaled, want->scaled);
+    CHECK_INT(dmri_image_nvox(&img) * (size_t)img.nv, n);
+    if (img.data && img.store == want->store && dmri_image_nvox(&img) * (size_t)img.nv == n &&
+        memcmp(img.data, want->data, n * sz) != 0) {
+        fprintf(stderr, "  %s: values differ from the plain file's\n", what);
+        failures++;
+    }
+    dmri_image_close(&img);
+}
+
+static void test_gzip_streams(void) {
+    dmri_image_t geom;
+    make_geom(&geom);
+    dmri_err_t err = {0};
+    char plain[512], p[512];
+    /* 2 volumes of 61x53x23: 148718 values, more than one conversion chunk. */
+    const int dims[4] = {61, 53, 23, 2};
+    const size_t n = 61 * 53 * 23 * 2;
+    const int types[] = {DT_FLOAT32, DT_INT16};
+    for (int t = 0; t < 2; t++) {
+        int dt = types[t];
+        size_t bpv = dmri_image_datatype_size(dt);
+        void *v = dmri_malloc(n * bpv);
+        typed_fill(v, dt, n);
+        path_in(plain, sizeof plain, "members_src.nii");
+        CHECK_INT(dmri_image_write(plain, &geom, 4, dims, dt, v, &err), 0);
+        if (dt == DT_INT16)
+            set_scl(plain, 0.5f, -7.0f); /* scaled: the f64 conversion path */
+        dmri_image_t want;
+        CHECK_INT(dmri_image_read(plain, &want, &err), 0);
+        size_t rlen;
+        unsigned char *raw = slurp(plain, &rlen);
+        size_t cap = rlen * 2 + 4096, len = 0;
+        unsigned char *gz = dmri_malloc(cap);
+
+        /* Four members, cut inside the header and at odd data bytes. */
+        size_t cut1 = 100, cut2 = 352 + 5001, cut3 = 352 + 12345;
+        gz_append(gz, cap, &len, raw, cut1, 6);
+        gz_append(gz, cap, &len, raw + cut1, cut2 - cut1, 1);
+        size_t first_end = len;
+        gz_append(gz, cap, &len, raw + cut2, cut3 - cut2, 0);
+        gz_append(gz, cap, &len, raw + cut3, rlen - cut3, 9);
+        path_in(p, sizeof p, "members.nii.gz");
+        write_bytes(p, gz, len);
+        expect_same_image(p, &want, "four members");
+
+        /* Trailing zeros after the last member: ignored, as zlib's gzread does. */
+        memset(gz + len, 0, 1000);
+        path_in(p, sizeof p, "trailing_zeros.nii.gz");
+        write_bytes(p, gz, len + 1000);
+        expect_same_image(p, &want, "trailing zeros");
+        /* One stray byte of the magic is still garbage, not a member. */
+        gz[len] = 0x1f;
+        path_in(p, sizeof p, "trailing_1f.nii.gz");
+        write_bytes(p, gz, len + 1);
+        expect_same_image(p, &want, "trailing 0x1f");
+        /* Bytes that start like a member must be one. */
+        static const unsigned char bad_member[] = {0x1f, 0x8b, 0, 0, 0, 0, 0, 0, 0, 3};
+        memcpy(gz + len, bad_member, sizeof bad_member);
+        path_in(p, sizeof p, "trailing_bad_member.nii.gz");
+        write_bytes(p, gz, len + sizeof bad_member);
+        expect_read_error(p, DMRI_EFORMAT, "corrupt gzip stream");
+        /* A next member cut after its first 3 bytes. */
+        path_in(p, sizeof p, "trailing_cut_member.nii.gz");
+        write_bytes(p, gz, len + 3);
+        expect_read_error(p, DMRI_EFORMAT, "gzip stream");
+        /* Only the first two members: the stream ends cleanly, short of data. */
+        path_in(p, sizeof p, "first_member_only.nii.gz");
+        write_bytes(p, gz, first_end);
+        expect_read_error(p, DMRI_EFORMAT, "truncated or corrupt gzip stream (read ");
+
+        /* Header with every optional field. */
+        len = 0;
+        gz_append_fancy(gz, cap, &len, raw, rlen);
+        path_in(p, sizeof p, "fancy_header.nii.gz");
+        write_bytes(p, gz, len);
+        expect_same_image(p, &want, "FEXTRA/FNAME/FCOMMENT/FHCRC header");
+        gz[36] ^= 0x01; /* inside FCOMMENT: the header CRC-16 no longer matches */
+        path_in(p, sizeof p, "fancy_header_bad_hcrc.nii.gz");
+        write_bytes(p, gz, len);
+        expect_read_error(p, DMRI_EFORMAT, "gzip");
+
+        /* Stored blocks (level 0): a flipped data byte decodes without
+         * complaint, so only the CRC-32 can catch it. */
+        len = 0;
+        gz_append(gz, cap, &len, raw, rlen, 0);
+        gz[len / 2] ^= 0x20;
+        path_in(p, sizeof p, "stored_flipped.nii.gz");
+        write_bytes(p, gz, len);
+        expect_read_error(p, DMRI_EFORMAT, "CRC-32");
+        gz[len / 2] ^= 0x20;
+        gz[len - 2] ^= 0x01; /* ISIZE, the length in the trailer */
+        path_in(p, sizeof p, "stored_bad_isize.nii.gz");
+        write_bytes(p, gz, len);
+        expect_read_error(p, DMRI_EFORMAT, "length in the gzip trailer");
+        gz[len - 2] ^= 0x01;
+        path_in(p, sizeof p, "stored_ok.nii.gz");
+        write_bytes(p, gz, len);
+        expect_same_image(p, &want, "stored blocks");
+
+        /* Cut anywhere: in the header, the data, the trailer. */
+        len = 0;
+        gz_append(gz, cap, &len, raw, rlen, 6);
+        const size_t cuts[] = {1,       2,       9,       10,      11,      200,
+                               len / 3, len / 2, len - 9, len - 8, len - 7, len - 5,
+                               len - 4, len - 3, len - 1};
+        for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+            path_in(p, sizeof p, "cut.nii.gz");
+            write_bytes(p, gz, cuts[i]);
+            dmri_image_t img;
+            int rc = dmri_image_read(p, &img, &err);
+            if (rc == 0) {
+                fprintf(stderr, "  cut at %zu of %zu: read succeeded\n", cuts[i], len);
+                failures++;
+                dmri_image_close(&img);
+                continue;
+            }
+            CHECK_INT(rc, DMRI_EFORMAT);
+            CHECK_HAS(err.msg, p);
+            /* Under 2 bytes zlib sees no gzip magic: "not a NIfTI file". */
+            CHECK_HAS(err.msg, cuts[i] < 2 ? "not a NIfTI" : "gzip stream");
+        }
+
+        /* Single flipped bytes anywhere in the deflate data: the read fails
+         * (or, if the flip is harmless, gives the same values). */
+        uint32_t s = 777u + (uint32_t)t;
+        for (int k = 0; k < 24; k++) {
+            s = s * 1664525u + 1013904223u;
+            size_t at = 10 + (size_t)(s >> 8) % (len - 10);
+            unsigned char bit = (unsigned char)(1u << (s & 7));
+            gz[at] ^= bit;
+            path_in(p, sizeof p, "fuzz.nii.gz");
+            write_bytes(p, gz, len);
+            gz[at] ^= bit;
+            dmri_image_t img;
+            int rc = dmri_image_read(p, &img, &err);
+            if (rc == 0) {
+                size_t sz = want.store == DMRI_STORE_F32 ? 4 : 8;
+                if (memcmp(img.data, want.data, n * sz) != 0) {
+                    fprintf(stderr, "  flip at %zu: read succeeded with other values\n", at);
+                    failures++;
+                }
+                dmri_image_close(&img);
+                continue;
+            }
+            if (getenv("DMRI_TEST_VERBOSE"))
+                printf("expected error (flip at %zu): %s\n", at, err.msg);
+            CHECK_INT(rc, DMRI_EFORMAT);
+            CHECK_HAS(err.msg, p);
+            CHECK_HAS(err.msg, "gzip stream");
+            CHECK(img.data == NULL);
+        }
+
+        /* Big-endian data, gzipped: swapped chunk by chunk. */
+        path_in(p, sizeof p, "be_src.nii");
+        CHECK_INT(dmri_image_write(p, &geom, 4, dims, dt, v, &err), 0);
+        char be[512];
+        path_in(be, sizeof be, "be_plain.nii");
+        make_big_endian(p, be, bpv);
+        dmri_image_t want_be;
+        CHECK_INT(dmri_image_read(be, &want_be, &err), 0);
+        dmri_free(raw);
+        raw = slurp(be, &rlen);
+        len = 0;
+        gz_append(gz, cap, &len, raw, rlen, 6);
+        path_in(p, sizeof p, "be.nii.gz");
+        write_bytes(p, gz, len);
+        expect_same_image(p, &want_be, "big-endian gzip");
+        if (want_be.data && want.data && !want.scaled)
+            CHECK(memcmp(want_be.data, want.data, n * 4) == 0);
+        dmri_image_close(&want_be);
+
+        dmri_image_close(&want);
+        dmri_free(raw);
+        dmri_free(gz);
+        dmri_free(v);
+    }
+}
+
+/* An image over 64 MB, where the reader prefaults its buffer from a helper
+ * thread: good, cut short, and damaged at the end. */
+static void test_gzip_large(void) {
+    dmri_image_t geom;
+    make_geom(&geom);
+    dmri_err_t err = {0};
+    const int dims[4] = {128, 128, 96, 12}; /* 18.9 M floats, 75.5 MB */
+    const size_t n = (size_t)128 * 128 * 96 * 12;
+    float *v = dmri_malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(i % 4099) * 0.25f - (float)(i / 1000003);
+    char p[512];
+    path_in(p, sizeof p, "large.nii.gz");
+    CHECK_INT(dmri_image_write(p, &geom, 4, dims, DT_FLOAT32, v, &err), 0);
+    dmri_image_t img;
+    int rc = dmri_image_read(p, &img, &err);
+    CHECK_INT(rc, 0);
+    if (rc == 0) {
+        CHECK_INT(img.nv, 12);
+        CHECK(memcmp(img.data, v, n * sizeof *v) == 0);
+        dmri_image_close(&img);
+    } else {
+        fprintf(stderr, "  %s\n", err.msg);
+    }
+    size_t len;
+    unsigned char *blob = slurp(p, &len);
+    char q[512];
+    path_in(q, sizeof q, "large_cut.nii.gz");
+    write_bytes(q, blob, len * 3 / 5);
+    expect_read_error(q, DMRI_EFORMAT, "truncated or corrupt gzip stream (read ");
+    blob[len - 7] ^= 0x10; /* CRC-32 */
+    path_in(q, sizeof q, "large_bad_crc.nii.gz");
+    write_bytes(q, blob, len);
+    expect_read_error(q, DMRI_EFORMAT, "CRC-32");
+    dmri_free(blob);
+    dmri_free(v);
+}
+
 static void test_write_errors(void) {
     dmri_image_t geom, img;
     make_geom(&geom);
@@ -750,12 +1036,28 @@ int main(void) {
         return 1;
     }
     test_helpers();
-    test_roundtrip_all_types();
-    test_3d_5d();
-    test_scaling();
-    test_big_endian();
-    test_nifti2();
-    test_read_errors();
+    /* Reading runs twice when ISA-L is built in: through it, then through
+     * the zlib fallback. */
+#ifdef DMRI_HAVE_ISAL
+    const int passes = 2;
+#else
+    const int passes = 1;
+#endif
+    for (int pass = 0; pass < passes; pass++) {
+        if (pass == 1)
+            setenv("DMRI_INFLATE", "zlib", 1);
+        printf("test_image: gzip data read with %s\n",
+               passes == 2 && pass == 0 ? "ISA-L" : "zlib");
+        test_roundtrip_all_types();
+        test_3d_5d();
+        test_scaling();
+        test_big_endian();
+        test_nifti2();
+        test_read_errors();
+        test_gzip_streams();
+        test_gzip_large();
+    }
+    unsetenv("DMRI_INFLATE");
     test_write_errors();
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (failures) {
