@@ -25,6 +25,8 @@ void dmri_wopts_usage(FILE *f) {
             "options:\n"
             "  --name NAME           name shown by the scheduler (default: HOSTNAME-PID)\n"
             "  --nthreads N          compute threads (default: all cores)\n"
+            "  --prefetch N          tasks asked for beyond the free threads, so the next\n"
+            "                        task's inputs arrive while one runs (default 1)\n"
             "  --memory-limit SIZE   bytes of chunks kept in memory before spilling:\n"
             "                        a number with an optional K, M, G or T suffix\n"
             "                        (powers of 1024), or 'auto' = 80%% of physical\n"
@@ -163,11 +165,13 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
     hostname[sizeof hostname - 1] = '\0';
     snprintf(o->name, sizeof o->name, "%s-%ld", hostname, (long)getpid());
 
-    enum { OPT_NAME = 256, OPT_NTHREADS, OPT_MEM, OPT_SPILL, OPT_LISTEN, OPT_DATA, OPT_PID,
+    o->prefetch = 1;
+    enum { OPT_NAME = 256, OPT_NTHREADS, OPT_PREFETCH, OPT_MEM, OPT_SPILL, OPT_LISTEN, OPT_DATA, OPT_PID,
            OPT_LOG, OPT_VERSION, OPT_HELP };
     static const struct option longopts[] = {
         {"name", required_argument, 0, OPT_NAME},
         {"nthreads", required_argument, 0, OPT_NTHREADS},
+        {"prefetch", required_argument, 0, OPT_PREFETCH},
         {"memory-limit", required_argument, 0, OPT_MEM},
         {"spill-dir", required_argument, 0, OPT_SPILL},
         {"listen", required_argument, 0, OPT_LISTEN},
@@ -194,6 +198,15 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
             if (errno || end == optarg || *end || v < 1 || v > 4096)
                 return bad(errf, "--nthreads", "expected an integer from 1 to 4096", optarg);
             o->nthreads = (int)v;
+            break;
+        }
+        case OPT_PREFETCH: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 0 || v > 1000)
+                return bad(errf, "--prefetch", "expected an integer from 0 to 1000", optarg);
+            o->prefetch = (int)v;
             break;
         }
         case OPT_MEM:

@@ -16,6 +16,7 @@ typedef struct {
     char sched_endpoint[1100]; /* "tcp://HOST:PORT" (IPv6 hosts in brackets) */
     char name[256];          /* --name, default hostname-pid */
     int nthreads;            /* --nthreads, default all cores */
+    int prefetch;            /* --prefetch: tasks asked for beyond free threads (1) */
     uint64_t memory_limit;   /* --memory-limit in bytes (auto: 80% of RAM) */
     const char *spill_dir;   /* --spill-dir, NULL: /tmp */
     const char *listen;      /* --listen as given, NULL: the routed address */

@@ -462,7 +462,9 @@ static void drain_sched(worker_t *w) {
 static void maybe_request(worker_t *w) {
     if (w->state != ST_WELCOMED || w->stop)
         return;
-    long free_threads = (long)w->o->nthreads - busy(w);
+    /* Ask for a little more than the free threads, so that a task's inputs
+     * can be fetched while another runs (and no-op round trips overlap). */
+    long free_threads = (long)w->o->nthreads + w->o->prefetch - busy(w);
     if (free_threads <= 0 || free_threads == w->sched_wanted)
         return;
     dmri_msg_t m;

@@ -257,7 +257,7 @@ def run(build, tmp, ctx, workers):
     spill = os.path.join(tmp, "spill")
     os.mkdir(spill)
     pid_file = os.path.join(tmp, "w.pid")
-    wa = Worker(build, tmp, sched.addr, "wA", "--nthreads", "2", "--memory-limit", "40K",
+    wa = Worker(build, tmp, sched.addr, "wA", "--nthreads", "2", "--prefetch", "0", "--memory-limit", "40K",
                 "--spill-dir", spill, "--pid-file", pid_file, "--data-dir", tmp)
     workers.append(wa)
 
