@@ -1002,7 +1002,7 @@ static void run_nlmeans(job_t *j, int gi, int s) {
             dmri_nlmeans_pad_f32(src, nx, ny, nz, sz0, sz1, z0, z1, padded);
         else
             dmri_nlmeans_pad_f64(src, nx, ny, nz, sz0, sz1, z0, z1, padded);
-        dmri_nlmeans_block(padded, nx, ny, nzs, mask, (double)sigma[k], 1, res, ws);
+        dmri_nlmeans_block(padded, nx, ny, z0, nzs, mask, (double)sigma[k], 1, res, ws);
         if (L->ssz == sizeof(float)) {
             float *d = (float *)j->out->data + (size_t)k * n;
             for (size_t i = 0; i < n; i++)

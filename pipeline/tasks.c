@@ -165,7 +165,7 @@ static void run_nlmeans(dmri_state_t *st, int v0, int v1, int z0, int z1) {
         else
             dmri_nlmeans_pad_f64((const double *)st->img->data + vol + (size_t)sz0 * plane, nx,
                                  ny, nz, sz0, sz1, z0, z1, padded);
-        dmri_nlmeans_block(padded, nx, ny, nzs, mask, (double)st->sigma[v], 1, out, ws);
+        dmri_nlmeans_block(padded, nx, ny, z0, nzs, mask, (double)st->sigma[v], 1, out, ws);
         size_t base = vol + (size_t)z0 * plane, n = plane * (size_t)nzs;
         if (st->img->store == DMRI_STORE_F32) {
             float *d = (float *)st->denoised + base;

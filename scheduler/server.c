@@ -287,6 +287,21 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     }
     log_line(&sv, "shutting down: telling workers and clients");
     dmri_sched_shutdown(sv.sched, "scheduler shutting down");
+    /* Keep the connections up a moment so that peers read the BYE before
+     * they see the disconnect (a DEALER with ZMQ_IMMEDIATE drops what it
+     * had not read yet when its pipe goes). Whatever arrives meanwhile is
+     * dropped. */
+    double until = mono_now(NULL) + 0.5;
+    while (mono_now(NULL) < until) {
+        zmq_pollitem_t it = {sv.router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) > 0) {
+            zmq_msg_t part;
+            zmq_msg_init(&part);
+            while (zmq_msg_recv(&part, sv.router, ZMQ_DONTWAIT) >= 0) {
+            }
+            zmq_msg_close(&part);
+        }
+    }
     int linger = 1000;
     zmq_setsockopt(sv.router, ZMQ_LINGER, &linger, sizeof linger);
     dmri_free(items);

@@ -559,8 +559,13 @@ static int teardown(worker_t *w) {
     int running = w->pool ? dmri_pool_stop(w->pool) : 0;
     drop_waiting(w);
     dmri_fetch_destroy(&w->fetch);
-    if (w->peer)
+    if (w->peer) {
+        /* Chunks still queued for a peer that is slow or gone must not hold
+         * up zmq_ctx_term: the requester will ask someone else. */
+        int zero = 0;
+        zmq_setsockopt(w->peer, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(w->peer);
+    }
     if (w->sched) {
         int linger = w->bye_sent ? BYE_LINGER_MS : 0;
         zmq_setsockopt(w->sched, ZMQ_LINGER, &linger, sizeof linger);

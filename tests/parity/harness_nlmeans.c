@@ -11,7 +11,11 @@
  * value). The output is NX*NY*NZ float64 values. With --slab the volume is
  * cut into z-slabs of NZS slices, each padded from a copy of only the input
  * slices it needs (as a chunked pipeline would). The last line on stdout is
- * "mask_voxels M seconds T" for the best of --repeat runs. */
+ * "mask_voxels M seconds T" for the best of --repeat runs (thread CPU time),
+ * the line before it
+ * "isa NAME" (the fast kernel's instruction set). The environment variable
+ * DMRI_NLMEANS_ISA (auto|scalar|avx2|avx512) forces that instruction set;
+ * exit status 3 if this CPU lacks it. */
 #include "dmri_alloc.h"
 #include "nlmeans.h"
 
@@ -37,9 +41,11 @@ static int read_file(const char *path, void *buf, size_t bytes) {
     return 0;
 }
 
+/* CPU time of this thread: the kernel's cost on one core, not inflated when
+ * other processes share the machine. */
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -101,6 +107,13 @@ int main(int argc, char **argv) {
     }
     if (slab <= 0 || slab > nz)
         slab = nz;
+    /* DMRI_NLMEANS_ISA=auto|scalar|avx2|avx512 picks the fast kernel's path */
+    const char *isa = getenv("DMRI_NLMEANS_ISA");
+    if (isa && dmri_nlmeans_set_isa(isa) != 0) {
+        fprintf(stderr, "harness_nlmeans: DMRI_NLMEANS_ISA=%s: unknown or not supported here\n",
+                isa);
+        return 3;
+    }
 
     const size_t plane = (size_t)nx * ny, n = plane * nz, esz = is_f32 ? 4 : 8;
     void *vol = dmri_malloc(n * esz);
@@ -134,7 +147,7 @@ int main(int argc, char **argv) {
             if (reference)
                 dmri_nlmeans_block_reference(padded, nx, ny, nzs, m, sigma, rician, o);
             else
-                dmri_nlmeans_block(padded, nx, ny, nzs, m, sigma, rician, o, ws);
+                dmri_nlmeans_block(padded, nx, ny, z0, nzs, m, sigma, rician, o, ws);
         }
         double t = now() - t0;
         if (t < best)
@@ -151,6 +164,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "harness_nlmeans: cannot write %s\n", out_path);
         return 1;
     }
+    printf("isa %s\n", reference ? "reference" : dmri_nlmeans_isa());
     printf("mask_voxels %zu seconds %.6f\n", nmask, best);
     dmri_free(src);
     dmri_free(ws);

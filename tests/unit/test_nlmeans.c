@@ -1,17 +1,26 @@
 /* test_nlmeans: padding (whole-volume mirror and slab halos from real
- * neighbours), slab-by-slab == whole volume, sigma = 0, the mask, a constant
- * volume's known value, and the fast box-filter kernel against the dipy-order
- * reference on random data with irregular masks and odd sizes. Parity with
- * dipy itself is tests/parity/test_nlmeans.py. */
+ * neighbours), sigma = 0, the mask, a constant volume's known value, the fast
+ * kernel against the dipy-order reference on random data with irregular masks,
+ * odd sizes and slab cuts, on every instruction set this CPU has (scalar,
+ * AVX2, AVX-512; the two SIMD ones must agree bit for bit), bitwise identity
+ * of every slab cut of a 17-slice volume with the whole volume, and the
+ * vectorised exp against glibc's (max ulp printed). Parity with dipy itself
+ * is tests/parity/test_nlmeans.py. */
 #include "dmri_alloc.h"
+#include "dmri_err.h"
 #include "nlmeans.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int failures;
+
+/* Instruction sets of the fast kernel; those this CPU lacks are skipped. */
+static const char *const isas[] = {"scalar", "avx2", "avx512"};
+#define NISA (int)(sizeof isas / sizeof isas[0])
 
 #define CHECK(cond, ...)                                                                   \
     do {                                                                                   \
@@ -163,7 +172,7 @@ static void run_fast(const double *vol, int nx, int ny, int nz, const uint8_t *m
         const int sz0 = z0 - H > 0 ? z0 - H : 0, sz1 = z1 + H < nz ? z1 + H : nz;
         dmri_nlmeans_pad_f64(vol + (size_t)sz0 * plane, nx, ny, nz, sz0, sz1, z0, z1, p);
         /* the workspace length for the full slab must also serve a shorter last slab */
-        dmri_nlmeans_block(p, nx, ny, z1 - z0, mask + (size_t)z0 * plane, sigma, rician,
+        dmri_nlmeans_block(p, nx, ny, z0, z1 - z0, mask + (size_t)z0 * plane, sigma, rician,
                            out + (size_t)z0 * plane, ws);
     }
     for (int g = 0; g < guard; g++)
@@ -245,9 +254,11 @@ static void test_fast_vs_reference(void) {
     static const int shapes[][4] = {
         /* nx ny nz slab: odd sizes, tile remainders, minimum size 6 */
         {6, 6, 6, 0}, {6, 7, 8, 3}, {17, 9, 11, 2}, {12, 11, 10, 4}, {33, 10, 7, 5},
+        {6, 30, 13, 5},
     };
     static const double sigmas[] = {5.0, 40.0};
-    double worst = 0, worst_out = 0;
+    double worst = 0, worst_out = 0, worst_slab = 0;
+    int simd_compared = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int nx = shapes[s][0], ny = shapes[s][1], nz = shapes[s][2], slab = shapes[s][3];
         const size_t n = (size_t)nx * ny * nz;
@@ -256,6 +267,7 @@ static void test_fast_vs_reference(void) {
         double *ref = dmri_malloc(sizeof(double) * n);
         double *fast = dmri_malloc(sizeof(double) * n);
         double *fast_whole = dmri_malloc(sizeof(double) * n);
+        double *simd = dmri_malloc(sizeof(double) * n);
         for (size_t i = 0; i < n; i++)
             vol[i] = 100.0 * urand();
         for (int kind = MASK_FULL; kind <= MASK_BALL; kind++) {
@@ -264,48 +276,253 @@ static void test_fast_vs_reference(void) {
                 for (int rician = 0; rician <= 1; rician++) {
                     const double sigma = sigmas[si];
                     fill_nan(ref, n);
-                    fill_nan(fast, n);
-                    fill_nan(fast_whole, n);
                     run_reference(vol, nx, ny, nz, mask, sigma, rician, 0, ref);
-                    run_fast(vol, nx, ny, nz, mask, sigma, rician, slab, fast);
-                    if (slab)
+                    int have_simd = 0;
+                    for (int is = 0; is < NISA; is++) {
+                        if (dmri_nlmeans_set_isa(isas[is]) != 0)
+                            continue;
+                        fill_nan(fast, n);
+                        fill_nan(fast_whole, n);
+                        run_fast(vol, nx, ny, nz, mask, sigma, rician, slab, fast);
                         run_fast(vol, nx, ny, nz, mask, sigma, rician, 0, fast_whole);
-                    else
-                        memcpy(fast_whole, fast, sizeof(double) * n);
-                    int zero_bad, nonzero = 0, outside_bad = 0;
-                    double rel_out;
-                    const double r = max_rel(fast, ref, n, sigma, rician, &rel_out, &zero_bad);
-                    for (size_t i = 0; i < n; i++) {
-                        nonzero += ref[i] != 0;
-                        if (!mask[i] && (fast[i] != 0 || ref[i] != 0))
-                            outside_bad++;
+                        int zero_bad, nonzero = 0, outside_bad = 0;
+                        double rel_out, rel_out2, zb2;
+                        int zero_bad2;
+                        const double r =
+                            max_rel(fast, ref, n, sigma, rician, &rel_out, &zero_bad);
+                        const double r2 =
+                            max_rel(fast_whole, ref, n, sigma, rician, &rel_out2, &zero_bad2);
+                        /* slab cuts change nothing (rs: to print if they did) */
+                        const double rs =
+                            max_rel(fast, fast_whole, n, sigma, rician, &zb2, &zero_bad2);
+                        const int slab_same = !memcmp(fast, fast_whole, sizeof(double) * n);
+                        for (size_t i = 0; i < n; i++) {
+                            nonzero += ref[i] != 0;
+                            if (!mask[i] && (fast[i] != 0 || ref[i] != 0))
+                                outside_bad++;
+                        }
+                        worst = fmax(worst, fmax(r, r2));
+                        worst_out = fmax(worst_out, fmax(rel_out, rel_out2));
+                        worst_slab = fmax(worst_slab, rs);
+                        CHECK(r <= 1e-12 && r2 <= 1e-12,
+                              "%s shape %dx%dx%d slab %d mask %d sigma %g rician %d: max rel A "
+                              "%.3g (slabs) %.3g (whole)",
+                              isas[is], nx, ny, nz, slab, kind, sigma, rician, r, r2);
+                        CHECK(zero_bad == 0 && zero_bad2 == 0,
+                              "%s shape %dx%dx%d mask %d: %d voxels zero in reference only",
+                              isas[is], nx, ny, nz, kind, zero_bad + zero_bad2);
+                        CHECK(outside_bad == 0, "%s mask %d: %d masked-out voxels not 0",
+                              isas[is], kind, outside_bad);
+                        CHECK(nonzero > 0 || kind == MASK_ONE, "mask %d sigma %g: all-zero output",
+                              kind, sigma);
+                        CHECK(slab_same,
+                              "%s shape %dx%dx%d slab %d: slabs vs whole not bitwise equal "
+                              "(max rel A %.3g)",
+                              isas[is], nx, ny, nz, slab, rs);
+                        /* the SIMD variants run the same operations */
+                        if (strcmp(isas[is], "scalar")) {
+                            if (have_simd) {
+                                CHECK(!memcmp(simd, fast, sizeof(double) * n),
+                                      "%s differs from the other SIMD variant: shape %dx%dx%d "
+                                      "mask %d sigma %g",
+                                      isas[is], nx, ny, nz, kind, sigma);
+                                simd_compared++;
+                            }
+                            memcpy(simd, fast, sizeof(double) * n);
+                            have_simd = 1;
+                        }
                     }
-                    worst = fmax(worst, r);
-                    worst_out = fmax(worst_out, rel_out);
-                    CHECK(r <= 1e-12, "shape %dx%dx%d mask %d sigma %g rician %d: max rel A %.3g",
-                          nx, ny, nz, kind, sigma, rician, r);
-                    CHECK(zero_bad == 0, "shape %dx%dx%d mask %d: %d voxels zero in reference only",
-                          nx, ny, nz, kind, zero_bad);
-                    CHECK(outside_bad == 0, "mask %d: %d masked-out voxels not 0", kind,
-                          outside_bad);
-                    CHECK(nonzero > 0 || kind == MASK_ONE, "mask %d sigma %g: all-zero output", kind, sigma);
-                    CHECK(!memcmp(fast, fast_whole, sizeof(double) * n),
-                          "shape %dx%dx%d slab %d: slab-by-slab != whole volume", nx, ny, nz,
-                          slab);
+                    dmri_nlmeans_set_isa("auto");
                 }
         }
-        /* the reference too is independent of the slab cut */
+        /* the reference is independent of the slab cut */
         make_mask(mask, nx, ny, nz, MASK_RANDOM);
         run_reference(vol, nx, ny, nz, mask, 9.0, 1, 0, ref);
         run_reference(vol, nx, ny, nz, mask, 9.0, 1, 2, fast);
         CHECK(!memcmp(ref, fast, sizeof(double) * n), "reference: slabs of 2 != whole volume");
+        dmri_free(simd);
         dmri_free(fast_whole);
         dmri_free(fast);
         dmri_free(ref);
         dmri_free(mask);
         dmri_free(vol);
     }
-    printf("fast vs reference: max rel of A %.3g, of the output %.3g\n", worst, worst_out);
+    printf("fast vs reference (all instruction sets): max rel of A %.3g, of the output %.3g; "
+           "slabs vs whole max rel %.3g (want 0); %d SIMD-vs-SIMD bitwise comparisons\n",
+           worst, worst_out, worst_slab, simd_compared);
+}
+
+/* The promise dmri-run and the cluster rely on: every slab [z0, z1) of a
+ * 17-slice volume (all 153 of them), padded from only the slices it may read,
+ * gives the very float64 bits of the whole-volume call on its slices, on
+ * every instruction set, for several masks and sizes (odd segment lengths
+ * give vector tails, 10 rows two tiles of rows; slabs start at every offset
+ * from the kernel's layer boundaries, which the old kernel counted from the
+ * slab start: it failed here). The AVX2 and AVX-512 whole-volume results
+ * must also agree. */
+static void test_slab_identity(void) {
+    /* nx, ny and two mask kinds; 10 rows make two tiles of rows */
+    static const int shapes[][4] = {{8, 10, MASK_RANDOM, MASK_BALL},
+                                    {6, 6, MASK_FULL, MASK_SPARSE}};
+    const int nz = 17, H = DMRI_NLMEANS_HALO;
+    int compared = 0, bad_slabs = 0, simd_bad = 0, simd_compared = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int nx = shapes[s][0], ny = shapes[s][1];
+        const size_t plane = (size_t)nx * ny, n = plane * nz;
+        double *vol = dmri_malloc(sizeof(double) * n);
+        uint8_t *mask = dmri_malloc(n);
+        double *whole = dmri_malloc(sizeof(double) * n);
+        double *simd = dmri_malloc(sizeof(double) * n);
+        double *pw = dmri_malloc(sizeof(double) * dmri_nlmeans_padded_len(nx, ny, nz));
+        double *ws = dmri_malloc(sizeof(double) * dmri_nlmeans_workspace_len(nx, ny, nz));
+        double *out = dmri_malloc(sizeof(double) * n);
+        double *p = dmri_malloc(sizeof(double) * dmri_nlmeans_padded_len(nx, ny, nz));
+        for (size_t i = 0; i < n; i++)
+            vol[i] = 200.0 * urand();
+        dmri_nlmeans_pad_f64(vol, nx, ny, nz, 0, nz, 0, nz, pw);
+        for (int k = 2; k < 4; k++) {
+            const int kind = shapes[s][k];
+            make_mask(mask, nx, ny, nz, kind);
+            const double sigma = 6.0 + 20.0 * urand();
+            int have_simd = 0;
+            for (int is = 0; is < NISA; is++) {
+                if (dmri_nlmeans_set_isa(isas[is]) != 0)
+                    continue;
+                dmri_nlmeans_block(pw, nx, ny, 0, nz, mask, sigma, 1, whole, ws);
+                if (strcmp(isas[is], "scalar")) {
+                    if (have_simd) {
+                        simd_bad += memcmp(simd, whole, sizeof(double) * n) != 0;
+                        simd_compared++;
+                    }
+                    memcpy(simd, whole, sizeof(double) * n);
+                    have_simd = 1;
+                }
+                for (int z0 = 0; z0 < nz; z0++)
+                    for (int z1 = z0 + 1; z1 <= nz; z1++) {
+                        const int sz0 = z0 - H > 0 ? z0 - H : 0, sz1 = z1 + H < nz ? z1 + H : nz;
+                        const size_t ns = plane * (size_t)(z1 - z0);
+                        dmri_nlmeans_pad_f64(vol + (size_t)sz0 * plane, nx, ny, nz, sz0, sz1, z0,
+                                             z1, p);
+                        fill_nan(out, ns);
+                        dmri_nlmeans_block(p, nx, ny, z0, z1 - z0, mask + (size_t)z0 * plane,
+                                           sigma, 1, out, ws);
+                        const double *w = whole + (size_t)z0 * plane;
+                        compared++;
+                        if (memcmp(out, w, sizeof(double) * ns)) {
+                            size_t nd = 0, first = 0;
+                            double md = 0;
+                            for (size_t i = 0; i < ns; i++)
+                                if (memcmp(out + i, w + i, sizeof(double))) {
+                                    if (!nd++)
+                                        first = i;
+                                    md = fmax(md, fabs(out[i] - w[i]) / fabs(w[i]));
+                                }
+                            if (bad_slabs++ < 8)
+                                CHECK(0,
+                                      "%s %dx%dx%d mask %d: slab [%d,%d) differs from the whole "
+                                      "volume in %zu voxels (first z %zu y %zu x %zu: %.17g vs "
+                                      "%.17g; max rel %.3g)",
+                                      isas[is], nx, ny, nz, kind, z0, z1, nd,
+                                      z0 + first / plane, first % plane / (size_t)nx,
+                                      first % (size_t)nx, out[first], w[first], md);
+                        }
+                    }
+            }
+            dmri_nlmeans_set_isa("auto");
+        }
+        dmri_free(p);
+        dmri_free(out);
+        dmri_free(ws);
+        dmri_free(pw);
+        dmri_free(simd);
+        dmri_free(whole);
+        dmri_free(mask);
+        dmri_free(vol);
+    }
+    CHECK(bad_slabs == 0, "%d of %d slabs not bitwise equal to the whole volume", bad_slabs,
+          compared);
+    CHECK(simd_bad == 0, "%d of %d whole volumes differ between AVX2 and AVX-512", simd_bad,
+          simd_compared);
+    CHECK(compared > 0, "no slab compared");
+    printf("slab identity: %d slabs (every [z0,z1) of 17 slices, all masks and instruction "
+           "sets) vs whole volume: %d differ; %d SIMD-vs-SIMD whole volumes: %d differ\n",
+           compared, bad_slabs, simd_compared, simd_bad);
+}
+
+/* The vectorised exp against glibc's over the arguments the weights see:
+ * at most 1 ulp, exactly 0 below -745.2 (and for -inf), NaN kept, exp(-0) = 1. */
+static void test_exp(void) {
+    enum { N = 1 << 16 };
+    double *x = dmri_malloc(sizeof(double) * N), *y = dmri_malloc(sizeof(double) * N);
+    for (int is = 0; is < NISA; is++) {
+        if (dmri_nlmeans_set_isa(isas[is]) != 0)
+            continue;
+        long long maxu = 0, n1 = 0, total = 0;
+        double worst_x = 0;
+        /* ranges: all, typical weights, tiny arguments, subnormal results */
+        static const double lo[] = {-745.2, -40.0, -1e-6, -745.13, -709.0};
+        static const double hi[] = {0.0, 0.0, 0.0, -708.0, -700.0};
+        for (int r = 0; r < 5; r++)
+            for (int rep = 0; rep < 8; rep++) {
+                for (int i = 0; i < N; i++)
+                    x[i] = lo[r] + (hi[r] - lo[r]) * urand();
+                dmri_nlmeans_exp(x, y, N - rep); /* odd lengths: the tail path */
+                for (int i = 0; i < N - rep; i++) {
+                    const double g = exp(x[i]);
+                    int64_t a, b;
+                    memcpy(&a, &y[i], 8);
+                    memcpy(&b, &g, 8);
+                    const long long u = llabs((long long)(a - b));
+                    if (u > maxu) {
+                        maxu = u;
+                        worst_x = x[i];
+                    }
+                    n1 += u != 0;
+                    total++;
+                }
+            }
+        static const double sx[] = {0.0, -0.0, -745.3, -1000.0, -INFINITY, -1e-300, -745.13};
+        const int ns = (int)(sizeof sx / sizeof sx[0]);
+        double sy[8];
+        dmri_nlmeans_exp(sx, sy, (size_t)ns);
+        CHECK(sy[0] == 1.0 && sy[1] == 1.0, "%s: exp(0) = %g, exp(-0) = %g", isas[is], sy[0],
+              sy[1]);
+        CHECK(sy[2] == 0.0 && sy[3] == 0.0 && sy[4] == 0.0,
+              "%s: exp below -745.2 not 0: %g %g %g", isas[is], sy[2], sy[3], sy[4]);
+        CHECK(sy[5] == 1.0, "%s: exp(-1e-300) = %.17g", isas[is], sy[5]);
+        CHECK(sy[6] == exp(-745.13), "%s: exp(-745.13) = %g, glibc %g", isas[is], sy[6],
+              exp(-745.13));
+        const double nanx = NAN;
+        double nany = 0;
+        dmri_nlmeans_exp(&nanx, &nany, 1);
+        CHECK(isnan(nany), "%s: exp(NaN) = %g", isas[is], nany);
+        CHECK(maxu <= 1, "%s: exp differs from glibc by %lld ulp at x = %.17g", isas[is], maxu,
+              worst_x);
+        printf("exp %s vs glibc: max %lld ulp (at %.6g), %.3f%% of %lld values differ\n", isas[is],
+               maxu, worst_x, 100.0 * (double)n1 / (double)total, total);
+    }
+    dmri_nlmeans_set_isa("auto");
+    dmri_free(y);
+    dmri_free(x);
+}
+
+static void test_set_isa(void) {
+    CHECK(dmri_nlmeans_set_isa("auto") == 0, "auto refused");
+    const char *auto_isa = dmri_nlmeans_isa();
+    CHECK(strcmp(auto_isa, "auto") != 0, "auto reported as %s", auto_isa);
+    CHECK(dmri_nlmeans_set_isa("scalar") == 0, "scalar refused");
+    CHECK(!strcmp(dmri_nlmeans_isa(), "scalar"), "isa %s after set scalar", dmri_nlmeans_isa());
+    CHECK(dmri_nlmeans_set_isa("sse9") == DMRI_EINVAL, "unknown name accepted");
+    CHECK(!strcmp(dmri_nlmeans_isa(), "scalar"), "failed set changed the isa");
+    int ok = 0;
+    for (int is = 0; is < NISA; is++) {
+        const int r = dmri_nlmeans_set_isa(isas[is]);
+        CHECK(r == 0 || r == DMRI_EUNSUP, "%s: %d", isas[is], r);
+        ok += r == 0;
+    }
+    CHECK(dmri_nlmeans_set_isa(NULL) == 0 && !strcmp(dmri_nlmeans_isa(), auto_isa),
+          "NULL does not restore auto (%s)", dmri_nlmeans_isa());
+    printf("instruction sets: %d of %d available, auto = %s\n", ok, NISA, auto_isa);
 }
 
 /* sigma = 0: the centre offset gives 0/0 = NaN, the weight sum is NaN, every
@@ -338,6 +555,22 @@ static void test_zero_sigma_and_empty_mask(void) {
             CHECK(nz_count == 0, "empty mask, %s: %d non-zero outputs", f ? "reference" : "fast",
                   nz_count);
         }
+    /* sigma so small that 1/(27 denom) overflows (1e-160) or nearly (1e-154):
+     * every weight but the centre's is 0, the output is the voxel itself */
+    double *ref = dmri_malloc(sizeof(double) * n);
+    make_mask(mask, nx, ny, nz, MASK_RANDOM);
+    static const double tiny[] = {1e-160, 1e-154};
+    for (int t = 0; t < 2; t++) {
+        run_reference(vol, nx, ny, nz, mask, tiny[t], 1, 0, ref);
+        run_fast(vol, nx, ny, nz, mask, tiny[t], 1, 0, out);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += !(fabs(out[i] - ref[i]) <= 1e-12 * fabs(ref[i])) ||
+                   (mask[i] && !(fabs(ref[i] - vol[i]) <= 1e-12 * vol[i]));
+        CHECK(bad == 0, "sigma %g: %d voxels differ from the reference or the input", tiny[t],
+              bad);
+    }
+    dmri_free(ref);
     dmri_free(out);
     dmri_free(mask);
     dmri_free(vol);
@@ -409,7 +642,10 @@ int main(void) {
     test_zero_sigma_and_empty_mask();
     test_constant_volume();
     test_step_edge();
+    test_set_isa();
+    test_exp();
     test_fast_vs_reference();
+    test_slab_identity();
     if (failures) {
         fprintf(stderr, "test_nlmeans: %d failure(s)\n", failures);
         return 1;
