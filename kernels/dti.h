@@ -39,4 +39,54 @@ void dmri_dti_fit_voxel(const dmri_dti_model_t *m, const double *y, double *work
 void dmri_dti_maps(const double evals[3], const double evecs[9], double *fa, double *md,
                    double *ad, double *rd, double color_fa[3]);
 
+/* ---- many voxels at once ------------------------------------------------ */
+
+/* How the signal of dmri_dti_fit_block is stored and logged (PIPELINE 7b). */
+typedef enum {
+    DMRI_DTI_IN_F32,        /* float32 data: floor and log in float32 (numpy's) */
+    DMRI_DTI_IN_F32_AS_F64, /* integer data held as float32: numpy works in float64 */
+    DMRI_DTI_IN_F64         /* float64 data */
+} dmri_dti_input_t;
+
+/* Where dmri_dti_fit_block writes; every pointer may be NULL (not written).
+ * Voxel v of the block (0 <= v < n):
+ *   evals[v * 3 + j], evecs[v * 9 + c * 3 + j]        (double, as fit_voxel)
+ *   fa[v], md[v], ad[v], rd[v]                         (float32 maps)
+ *   color_fa[c * stride + v], evecs_map[(c + 3 j) * stride + v]
+ * (c = x, y, z component; j = eigenvector). Voxels outside the mask get 0 in
+ * every output (PIPELINE 7g). */
+typedef struct {
+    double *evals;
+    double *evecs;
+    float *fa, *md, *ad, *rd;
+    float *color_fa;
+    float *evecs_map;
+    size_t stride; /* between components of color_fa and evecs_map */
+} dmri_dti_out_t;
+
+/* Fit the n voxels of a block: sample g of voxel v is
+ * ((const T *)vols[g])[v * vstride] with T float or double as `kind` says
+ * (vols: m->nvol pointers, e.g. one per volume, or one per volume of a
+ * chunk). Only voxels with mask[v] != 0 are fitted (mask NULL: all).
+ * Same model, log, OLS weights and WLS solve as dmri_dti_fit_voxel (whose
+ * per-voxel route also handles singular systems and non-finite signals here),
+ * vectorised across voxels; the 3x3 eigen-decomposition is a Jacobi solver
+ * instead of LAPACK's dsyevd (~20x cheaper per call): same eigenvalues and
+ * eigenvectors within PIPELINE's tolerances, but each eigenvector's sign is
+ * normalised (its largest-magnitude component positive) where LAPACK's sign
+ * is arbitrary. Allocates its own scratch; thread-safe. */
+void dmri_dti_fit_block(const dmri_dti_model_t *m, dmri_dti_input_t kind,
+                        const void *const *vols, size_t vstride, size_t n,
+                        const unsigned char *mask, const dmri_dti_out_t *out);
+
+/* Instruction set of dmri_dti_fit_block: "auto" (default: AVX-512 if the CPU
+ * has it, else "scalar"), "scalar" or "avx512". Process-wide; call before
+ * starting threads (tests and benchmarks use it to exercise every path).
+ * NULL or "" means "auto". Returns 0, DMRI_EINVAL for an unknown name or
+ * DMRI_EUNSUP if this CPU lacks the instruction set. */
+int dmri_dti_set_isa(const char *name);
+
+/* Name of the instruction set dmri_dti_fit_block uses now. */
+const char *dmri_dti_isa(void);
+
 #endif

@@ -1038,49 +1038,23 @@ static int run_dti(job_t *j, int s, dmri_err_t *err) {
     size_t n = L->plane * (size_t)(z1 - z0);
     const uint8_t *mask = (const uint8_t *)in_data(j, 1) + (size_t)z0 * L->plane;
     int f32sem = dmri_image_is_f32_semantics(im);
-    double *y = dmri_malloc((size_t)G * sizeof(double));
-    double *sd = dmri_malloc((size_t)G * sizeof(double));
-    float *sf = dmri_malloc((size_t)G * sizeof(float));
-    double *ws = dmri_malloc(dmri_dti_workspace_len(&model) * sizeof(double));
     j->out->size = NMAPS * n * sizeof(float);
     float *maps = j->out->data = dmri_calloc(NMAPS * n, sizeof(float));
-    for (size_t i = 0; i < n; i++) {
-        if (!mask[i])
-            continue;
-        /* The voxel's signal across volumes, from the groups' chunks; the
-         * log rules are tasks.c's run_dti, value by value. */
-        for (int v = 0; v < G; v++) {
-            int gi = v / L->vpt;
-            size_t off = (size_t)(v - gi * L->vpt) * n + i;
-            const void *c = in_data(j, 2 + gi);
-            if (im->store == DMRI_STORE_F64)
-                sd[v] = ((const double *)c)[off];
-            else if (f32sem)
-                sf[v] = ((const float *)c)[off];
-            else
-                sd[v] = (double)((const float *)c)[off];
-        }
-        if (im->store == DMRI_STORE_F32 && f32sem)
-            dmri_dti_logsig_f32(sf, 1, G, y);
-        else
-            dmri_dti_logsig_f64(sd, 1, G, y);
-        double evals[3], evecs[9], fa, md, ad, rd, cfa[3];
-        dmri_dti_fit_voxel(&model, y, ws, evals, evecs);
-        dmri_dti_maps(evals, evecs, &fa, &md, &ad, &rd, cfa);
-        maps[0 * n + i] = (float)fa;
-        maps[1 * n + i] = (float)md;
-        maps[2 * n + i] = (float)ad;
-        maps[3 * n + i] = (float)rd;
-        for (int c = 0; c < 3; c++)
-            maps[(size_t)(4 + c) * n + i] = (float)cfa[c];
-        for (int c = 0; c < 3; c++)
-            for (int k = 0; k < 3; k++)
-                maps[(size_t)(7 + c + 3 * k) * n + i] = (float)evecs[c * 3 + k];
+    /* Volume v of the slab lives in its group's chunk; the log rules are
+     * tasks.c's run_dti (the same batched kernel call). */
+    size_t esz = im->store == DMRI_STORE_F64 ? sizeof(double) : sizeof(float);
+    const void **vols = dmri_malloc((size_t)G * sizeof(void *));
+    for (int v = 0; v < G; v++) {
+        int gi = v / L->vpt;
+        vols[v] = (const char *)in_data(j, 2 + gi) + (size_t)(v - gi * L->vpt) * n * esz;
     }
-    dmri_free(y);
-    dmri_free(sd);
-    dmri_free(sf);
-    dmri_free(ws);
+    dmri_dti_input_t kind = im->store == DMRI_STORE_F64 ? DMRI_DTI_IN_F64
+                            : f32sem                   ? DMRI_DTI_IN_F32
+                                                       : DMRI_DTI_IN_F32_AS_F64;
+    dmri_dti_out_t out = {.fa = maps, .md = maps + n, .ad = maps + 2 * n, .rd = maps + 3 * n,
+                          .color_fa = maps + 4 * n, .evecs_map = maps + 7 * n, .stride = n};
+    dmri_dti_fit_block(&model, kind, (const void *const *)vols, 1, n, mask, &out);
+    dmri_free(vols);
     dmri_dti_model_close(&model);
     return 0;
 }

@@ -184,42 +184,23 @@ static void run_nlmeans(dmri_state_t *st, int v0, int v1, int z0, int z1) {
 
 static void run_dti(dmri_state_t *st, int z0, int z1) {
     size_t plane = (size_t)st->nx * (size_t)st->ny;
-    size_t i0 = (size_t)z0 * plane, i1 = (size_t)z1 * plane, nvox = st->nvox;
+    size_t i0 = (size_t)z0 * plane, n = (size_t)(z1 - z0) * plane, nvox = st->nvox;
     int G = st->nv;
-    double *y = dmri_malloc((size_t)G * sizeof(double));
-    double *s = dmri_malloc((size_t)G * sizeof(double));
-    double *ws = dmri_malloc(dmri_dti_workspace_len(&st->model) * sizeof(double));
     const void *data = st->skip_denoise ? st->img->data : st->denoised;
-    for (size_t i = i0; i < i1; i++) {
-        if (!st->mask[i])
-            continue;
-        if (st->img->store == DMRI_STORE_F64) {
-            dmri_dti_logsig_f64((const double *)data + i, nvox, G, y);
-        } else if (st->f32_semantics) {
-            dmri_dti_logsig_f32((const float *)data + i, nvox, G, y);
-        } else {
-            /* Integer data held as float32: numpy computes in float64. */
-            const float *d = (const float *)data + i;
-            for (int g = 0; g < G; g++)
-                s[g] = (double)d[(size_t)g * nvox];
-            dmri_dti_logsig_f64(s, 1, G, y);
-        }
-        double evals[3], evecs[9], fa, md, ad, rd, cfa[3];
-        dmri_dti_fit_voxel(&st->model, y, ws, evals, evecs);
-        dmri_dti_maps(evals, evecs, &fa, &md, &ad, &rd, cfa);
-        st->fa[i] = (float)fa;
-        st->md[i] = (float)md;
-        st->ad[i] = (float)ad;
-        st->rd[i] = (float)rd;
-        for (int c = 0; c < 3; c++)
-            st->color_fa[i + (size_t)c * nvox] = (float)cfa[c];
-        for (int c = 0; c < 3; c++)
-            for (int j = 0; j < 3; j++)
-                st->evecs[i + (size_t)(c + 3 * j) * nvox] = (float)evecs[c * 3 + j];
-    }
-    dmri_free(y);
-    dmri_free(s);
-    dmri_free(ws);
+    size_t esz = st->img->store == DMRI_STORE_F64 ? sizeof(double) : sizeof(float);
+    const void **vols = dmri_malloc((size_t)G * sizeof(void *));
+    for (int g = 0; g < G; g++)
+        vols[g] = (const char *)data + ((size_t)g * nvox + i0) * esz;
+    /* Precision rules (PIPELINE.md 7b): float32 data is floored and logged
+     * in float32; integer data held as float32, and float64 data, in float64. */
+    dmri_dti_input_t kind = st->img->store == DMRI_STORE_F64 ? DMRI_DTI_IN_F64
+                            : st->f32_semantics             ? DMRI_DTI_IN_F32
+                                                            : DMRI_DTI_IN_F32_AS_F64;
+    dmri_dti_out_t out = {.fa = st->fa + i0, .md = st->md + i0, .ad = st->ad + i0,
+                          .rd = st->rd + i0, .color_fa = st->color_fa + i0,
+                          .evecs_map = st->evecs + i0, .stride = nvox};
+    dmri_dti_fit_block(&st->model, kind, (const void *const *)vols, 1, n, st->mask + i0, &out);
+    dmri_free(vols);
 }
 
 static int run_save(dmri_state_t *st, dmri_output_t out, dmri_err_t *err) {

@@ -35,6 +35,7 @@ SEP = 1e-4             # separation (relative to lambda1) for comparing evecs
 
 failures = []
 worst = {}
+BUILD_DIR = None
 
 
 def note(name, value):
@@ -131,12 +132,28 @@ def compare_log(name, c, signal):
         check(d <= 1e-15, "%s: float64 log max rel diff %.3g" % (name, d))
 
 
-def compare_fit(name, c, gt, signal):
-    compare_log(name, c, signal.astype(np.float32 if signal.dtype == np.float32
-                                      else np.float64))
+def dipy_fit(gt, signal):
     t0 = time.perf_counter()
     fit = dti.TensorModel(gt).fit(signal)
-    t_dipy = time.perf_counter() - t0
+    return fit, time.perf_counter() - t0
+
+
+def compare_fit(name, c, gt, signal, ref=None, sel=None):
+    """c: C results for the voxels `sel` of signal (all if None); ref: a
+    (dipy fit, seconds) pair already computed for the whole signal."""
+    if "logsig" in c:
+        compare_log(name, c, signal.astype(np.float32 if signal.dtype == np.float32
+                                          else np.float64))
+    fit, t_dipy = ref if ref is not None else dipy_fit(gt, signal)
+    if sel is not None:
+        class Sub:
+            pass
+        sub = Sub()
+        for k in ("evals", "evecs", "fa", "md", "ad", "rd", "color_fa"):
+            setattr(sub, k, getattr(fit, k)[sel])
+        fit = sub
+        c = {k: (v[sel] if isinstance(v, np.ndarray) and v.shape[:1] == sel.shape else v)
+             for k, v in c.items()}
     nv = signal.shape[0]
 
     def rel_check(key, ref, got):
@@ -182,6 +199,85 @@ def compare_fit(name, c, gt, signal):
           % (name, nv, ncmp, flips, c["us"], 1e6 * t_dipy / nv))
 
 
+def harness_block(build_dir):
+    for cand in (os.path.join(build_dir, "tests", "harness_dti_block"),
+                 os.path.join(build_dir, "harness_dti_block")):
+        if os.path.exists(cand):
+            return cand
+    sys.exit("harness_dti_block not found under %s" % build_dir)
+
+
+def run_block(exe, tmp, bvals, bvecs, signal, kind, layout="voxel", isa="auto", mask=None,
+              repeat=1):
+    """dmri_dti_fit_block on signal (nvox x G, already in the type `kind`
+    reads: float32 for f32 / f32as64, float64 for f64)."""
+    out = tempfile.mkdtemp(dir=tmp)
+    fb, fg = os.path.join(out, "bvals.f64"), os.path.join(out, "bvecs.f64")
+    np.asarray(bvals, np.float64).tofile(fb)
+    np.ascontiguousarray(bvecs, np.float64).tofile(fg)
+    path = os.path.join(out, "signal.raw")
+    arr = signal if layout == "voxel" else signal.T
+    np.ascontiguousarray(arr).tofile(path)
+    nv = signal.shape[0]
+    cmd = [exe, "--bvals", fb, "--bvecs", fg, "--signal", path, "--nvox", str(nv),
+           "--dtype", kind, "--layout", layout, "--isa", isa, "--repeat", str(repeat),
+           "--out", out]
+    if mask is not None:
+        mpath = os.path.join(out, "mask.u8")
+        mask.astype(np.uint8).tofile(mpath)
+        cmd += ["--mask", mpath]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    res = {"rc": p.returncode, "stderr": p.stderr, "stdout": p.stdout}
+    if p.returncode != 0:
+        return res
+    rd = lambda name, dt=np.float64: np.fromfile(os.path.join(out, name), dtype=dt)
+    res["evals"] = rd("evals.f64").reshape(nv, 3)
+    res["evecs"] = rd("evecs.f64").reshape(nv, 3, 3)
+    for k in ("fa", "md", "ad", "rd"):
+        res[k] = rd(k + ".f64")
+        res[k + "_f32"] = rd(k + ".f32", np.float32)
+    res["color_fa"] = rd("color_fa.f64").reshape(nv, 3)
+    res["color_fa_f32"] = rd("color_fa.f32", np.float32).reshape(3, nv).T
+    res["evecs_f32"] = rd("evecs_map.f32", np.float32).reshape(3, 3, nv).transpose(2, 1, 0)
+    res["us"] = float(p.stdout.strip().splitlines()[-1].split()[1])
+    return res
+
+
+def check_block_maps(name, c, mask):
+    """The float32 maps the block writes are its double results rounded, and
+    every output outside the mask is 0."""
+    inside = np.ones(c["fa"].shape[0], bool) if mask is None else mask.astype(bool)
+    for k in ("fa", "md", "ad", "rd", "color_fa"):
+        got, want = c[k + "_f32"][inside], c[k][inside].astype(np.float32)
+        same = (got == want) | (np.isnan(got) & np.isnan(want))
+        check(same.all(), "%s: float32 %s differs from its double result in %d voxels"
+              % (name, k, (~same).sum()))
+    same = c["evecs_f32"][inside] == c["evecs"][inside].astype(np.float32)
+    check(same.all() | np.isnan(c["evecs"][inside]).any(),
+          "%s: float32 evecs differ from the double result" % name)
+    out = ~inside
+    if out.any():
+        for k in ("evals", "evecs", "fa", "md", "fa_f32", "rd_f32", "color_fa_f32", "evecs_f32"):
+            check(np.all(c[k][out] == 0), "%s: %s not 0 outside the mask" % (name, k))
+
+
+def block_variants(build_dir, tmp, name, gt, bvals, bvecs, sig, kind, rng, ref):
+    """Every instruction set of dmri_dti_fit_block (both signal layouts on
+    the vector path) against dipy, with a mask that drops ~10% of voxels."""
+    exe = harness_block(build_dir)
+    mask = rng.uniform(size=sig.shape[0]) > 0.1
+    for isa, layout in (("scalar", "voxel"), ("avx512", "voxel"), ("avx512", "volume")):
+        c = run_block(exe, tmp, bvals, bvecs, sig, kind, layout, isa, mask, repeat=3)
+        if c["rc"] == 2 and "not on this CPU" in c["stderr"]:
+            print("  skip %s: %s not on this CPU" % (name, isa))
+            continue
+        check(c["rc"] == 0, "%s block %s: harness failed: %s" % (name, isa, c["stderr"]))
+        if c["rc"] != 0:
+            continue
+        check_block_maps("%s block %s %s" % (name, isa, layout), c, mask)
+        compare_fit("%s block %s %s" % (name, isa, layout), c, gt, sig, ref, mask)
+
+
 def sample_case(exe, tmp, stem, thr, dtype=None):
     fbval = os.path.join(DATA, stem + ".bval")
     fbvec = os.path.join(DATA, stem + ".bvec")
@@ -201,7 +297,17 @@ def sample_case(exe, tmp, stem, thr, dtype=None):
     if c["rc"] != 0:
         return
     gt = compare_gtab(name, c, bvals, bvecs, thr)
-    compare_fit(name, c, gt, sig)
+    ref = dipy_fit(gt, sig)
+    compare_fit(name, c, gt, sig, ref)
+    rng = np.random.default_rng(len(name))
+    if sig.dtype == np.float32:
+        block_variants(BUILD_DIR, tmp, name, gt, bvals, bvecs, sig, "f32", rng, ref)
+    else:
+        # Integer data as the pipeline holds it (float32, logged in float64),
+        # and as float64.
+        block_variants(BUILD_DIR, tmp, name + " f32as64", gt, bvals, bvecs,
+                       sig.astype(np.float32), "f32as64", rng, ref)
+        block_variants(BUILD_DIR, tmp, name + " f64", gt, bvals, bvecs, csig, "f64", rng, ref)
 
 
 def hcp_like(rng):
@@ -268,7 +374,10 @@ def synthetic_case(exe, tmp, rng):
         gt = compare_gtab(name, c, bvals, bvecs, 10.0)
         check(int(gt.b0s_mask.sum()) == 18, name + ": expected 18 b0s")
         check(np.all(gt.bvals[gt.b0s_mask] == 5.0), name + ": b0s should keep b = 5")
-        compare_fit(name, c, gt, sig)
+        ref = dipy_fit(gt, sig)
+        compare_fit(name, c, gt, sig, ref)
+        block_variants(BUILD_DIR, tmp, name, gt, bvals, bvecs, sig,
+                       "f32" if dt == np.float32 else "f64", rng, ref)
 
 
 def planar_case(exe, tmp, rng):
@@ -288,7 +397,10 @@ def planar_case(exe, tmp, rng):
     check(c["rc"] == 0, "planar: harness failed: %s" % c["stderr"])
     if c["rc"] == 0:
         gt = compare_gtab("planar", c, bvals, bvecs, 10.0)
-        compare_fit("planar_rank_deficient", c, gt, S)
+        ref = dipy_fit(gt, S)
+        compare_fit("planar_rank_deficient", c, gt, S, ref)
+        block_variants(BUILD_DIR, tmp, "planar_rank_deficient", gt, bvals, bvecs, S, "f64",
+                       rng, ref)
 
 
 def error_case(exe, tmp):
@@ -316,6 +428,8 @@ def main():
     ap.add_argument("--build-dir", required=True)
     args = ap.parse_args()
     exe = harness(args.build_dir)
+    global BUILD_DIR
+    BUILD_DIR = args.build_dir
     rng = np.random.default_rng(20240607)
     with tempfile.TemporaryDirectory() as tmp:
         sample_case(exe, tmp, "small_64D", 10.0)

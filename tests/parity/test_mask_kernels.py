@@ -293,6 +293,7 @@ def phantom(p, rng):
     print("     (a double-sum mean b0 would differ in %d of %d voxels)" % (ndouble, m0.size))
     p.median_otsu("phantom 48x56x48 f32", m0)
     p.sigma("phantom 48x56x48 f32", data)
+    isa_paths(p, m0)
     # Timing only (not asserted): one median pass, C harness vs scipy.
     src, dst = p.write(m0, np.float32), p.path("med")
     t0 = time.time()
@@ -302,6 +303,45 @@ def phantom(p, rng):
     t2 = time.time()
     print("     median 9^3 on %d voxels: C %.3f s (incl. process start), scipy %.3f s"
           % (m0.size, t1 - t0, t2 - t1))
+
+
+def isa_paths(p, m0):
+    """Every instruction set of the median kernel (scalar, AVX-512) against
+    scipy, through bench/bench_median (which can force one): the mean-b0
+    phantom, its first pass (plateaus), noise, and many ties, in f32 and
+    f64, in 3 slabs, one and two passes."""
+    bench = os.path.join(p.build_dir, "bench", "bench_median")
+    if not os.access(bench, os.X_OK):
+        p.expect("bench_median built (for the per-ISA median checks)", False, bench)
+        return
+    rng = np.random.default_rng(7)
+    m1 = median_filter(m0, size=9, mode="reflect")
+    vols = [("phantom mean b0", m0), ("phantom median pass 1", m1),
+            ("noise", np.asfortranarray(rng.normal(100.0, 30.0, (37, 29, 17)).astype(np.float32))),
+            ("ties", np.asfortranarray(rng.integers(0, 5, (31, 23, 19)).astype(np.float32)))]
+    for name, vol in vols:
+        passes = 2 if name == "phantom mean b0" else 1
+        # Medians are input values: the f64 filter of f32 data is the f32
+        # result widened, so scipy runs once per volume.
+        ref32 = multi_median(vol, 4, 2) if passes == 2 else median_filter(vol, size=9,
+                                                                          mode="reflect")
+        for dt in (np.float32, np.float64):
+            v = np.asfortranarray(vol.astype(dt))
+            ref = ref32.astype(dt)
+            src, rpath = p.write(v, dt), p.write(ref, dt)
+            for isa in ("scalar", "avx512"):
+                r = subprocess.run([bench, "--shape", *map(str, v.shape), "--input", src,
+                                    "--dtype", "f32" if dt == np.float32 else "f64",
+                                    "--passes", str(passes), "--repeat", "1", "--slabs", "3",
+                                    "--isa", isa, "--reference", rpath],
+                                   capture_output=True, text=True, timeout=300)
+                if r.returncode == 2 and "not on this CPU" in r.stderr:
+                    print("skip %s: %s not on this CPU" % (name, isa))
+                    continue
+                got = dict(l.split(None, 1) for l in r.stdout.splitlines() if " " in l)
+                nd = int(got.get("differ", "-1"))
+                p.expect("%s %s median x%d isa=%s" % (name, np.dtype(dt).name, passes, isa),
+                         nd == 0, "%s of %d values differ %s" % (nd, v.size, r.stderr.strip()))
 
 
 def main():
@@ -316,6 +356,7 @@ def main():
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="dmri_mask_") as tmp:
         p = Parity(harness, tmp)
+        p.build_dir = args.build_dir
         random_cases(p, rng)
         otsu_edge_cases(p, rng)
         dataset_cases(p)

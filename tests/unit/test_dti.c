@@ -2,6 +2,7 @@
  * known, the scalar maps on tensors with known FA/MD, and the edge cases
  * (all-zero voxel, isotropic tensor, rank-deficient design, NaN signal). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -420,6 +421,240 @@ static void test_rank_deficient(void) {
     fixture_close(&f);
 }
 
+/* ------------------------------------------------------------ block API */
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static double rng_unif(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) * 0x1.0p-53;
+}
+
+/* Eigenvalues of a voxel as dmri_dti_fit_voxel gives them must equal the
+ * block's within rounding of a different summation order; eigenvectors of
+ * separated eigenvalues likewise up to sign. */
+static int block_voxel_same(const double *ev_ref, const double *E_ref, const double *ev,
+                            const double *E) {
+    if (isnan(ev_ref[0]))
+        return isnan(ev[0]) && isnan(E[0]);
+    for (int j = 0; j < 3; j++)
+        if (!(fabs(ev[j] - ev_ref[j]) <= 1e-9 * fabs(ev_ref[j]) + 1e-15))
+            return 0;
+    for (int j = 0; j < 3; j++) {
+        double gap = 1e300;
+        for (int k = 0; k < 3; k++)
+            if (k != j && fabs(ev_ref[j] - ev_ref[k]) < gap)
+                gap = fabs(ev_ref[j] - ev_ref[k]);
+        if (!(gap > 1e-4 * ev_ref[0]))
+            continue;
+        double dp = 0.0, dm = 0.0;
+        for (int c = 0; c < 3; c++) {
+            dp = fmax(dp, fabs(E[c * 3 + j] - E_ref[c * 3 + j]));
+            dm = fmax(dm, fabs(E[c * 3 + j] + E_ref[c * 3 + j]));
+        }
+        if (!(fmin(dp, dm) <= 1e-8))
+            return 0;
+    }
+    return 1;
+}
+
+/* dmri_dti_fit_block against dmri_dti_fit_voxel on 45 voxels (not a multiple
+ * of the 8-voxel groups) with a gappy mask, every input kind, both layouts
+ * and every instruction set: noisy tensors, an all-zero voxel, NaN, inf and
+ * negative samples, an isotropic and a cylindrical tensor. */
+static void test_block(void) {
+    scheme_t s;
+    const double shells[3] = {1000, 2000, 3000};
+    make_scheme(&s, 6, 30, shells, 3);
+    fixture_t f;
+    if (fixture_init(&f, &s) != 0)
+        return;
+    enum { NV = 45 };
+    const int G = s.n;
+    static double sig[NV][400];
+    static float sigf[NV][400];
+    unsigned char mask[NV];
+    for (int v = 0; v < NV; v++) {
+        double l[3] = {0.3e-3 + 2.5e-3 * rng_unif(), 0.2e-3 + 1e-3 * rng_unif(),
+                       0.1e-3 + 0.5e-3 * rng_unif()};
+        if (v == 3)
+            l[0] = l[1] = l[2] = 0.8e-3; /* isotropic */
+        if (v == 4)
+            l[2] = l[1]; /* cylindrical */
+        double D[9], R[9];
+        rotated_tensor(l, 6.0 * rng_unif(), D, R);
+        make_signal(&s, D, 300.0 + 2000.0 * rng_unif(), sig[v]);
+        for (int g = 0; g < G; g++) /* noise, rounded as float32 data are */
+            sig[v][g] = (float)fabs(sig[v][g] + 20.0 * (rng_unif() - 0.5));
+        mask[v] = (v % 7) != 5;
+    }
+    for (int g = 0; g < G; g++) {
+        sig[10][g] = 0.0;          /* all-zero voxel: every eigenvalue clipped */
+        sig[11][g] = -5.0 + g % 3; /* negative samples floored to 1e-4 */
+    }
+    sig[12][7] = NAN;
+    sig[13][9] = INFINITY;
+    for (int v = 0; v < NV; v++)
+        for (int g = 0; g < G; g++)
+            sigf[v][g] = (float)sig[v][g];
+    /* Reference: the per-voxel route, per kind. */
+    static double ref_ev[3][NV][3], ref_E[3][NV][9];
+    for (int kind = 0; kind < 3; kind++)
+        for (int v = 0; v < NV; v++) {
+            double y[400];
+            if (kind == DMRI_DTI_IN_F32)
+                dmri_dti_logsig_f32(sigf[v], 1, G, y);
+            else
+                dmri_dti_logsig_f64(sig[v], 1, G, y);
+            dmri_dti_fit_voxel(&f.m, y, f.ws, ref_ev[kind][v], ref_E[kind][v]);
+        }
+    CHECK(isnan(ref_ev[0][12][0]) && isnan(ref_ev[2][13][0]));
+
+    static const char *const isas[] = {"scalar", "avx512"};
+    static float vm32[400][NV];
+    static double vm64[400][NV];
+    for (int g = 0; g < G; g++)
+        for (int v = 0; v < NV; v++) {
+            vm32[g][v] = sigf[v][g];
+            vm64[g][v] = sig[v][g];
+        }
+    for (int isa = 0; isa < 2; isa++) {
+        if (dmri_dti_set_isa(isas[isa]) != 0)
+            continue;
+        CHECK(!strcmp(dmri_dti_isa(), isas[isa]));
+        for (int kind = 0; kind < 3; kind++)
+            for (int layout = 0; layout < 2; layout++) {
+                const void *vols[400];
+                int f32 = kind != DMRI_DTI_IN_F64;
+                for (int g = 0; g < G; g++) {
+                    if (layout == 0)
+                        vols[g] = f32 ? (const void *)&sigf[0][g] : (const void *)&sig[0][g];
+                    else
+                        vols[g] = f32 ? (const void *)vm32[g] : (const void *)vm64[g];
+                }
+                size_t vstride = layout == 0 ? 400 : 1;
+                double ev[NV][3], E[NV][9];
+                static float maps[16][NV];
+                for (int v = 0; v < NV; v++)
+                    for (int j = 0; j < 3; j++)
+                        ev[v][j] = -1.0;
+                for (int i = 0; i < 16; i++)
+                    for (int v = 0; v < NV; v++)
+                        maps[i][v] = -1.0f;
+                dmri_dti_out_t o = {.evals = &ev[0][0], .evecs = &E[0][0], .fa = maps[0],
+                                    .md = maps[1], .ad = maps[2], .rd = maps[3],
+                                    .color_fa = maps[4], .evecs_map = maps[7], .stride = NV};
+                dmri_dti_fit_block(&f.m, (dmri_dti_input_t)kind, vols, vstride, NV, mask, &o);
+                int bad = 0;
+                for (int v = 0; v < NV && bad < 3; v++) {
+                    if (!mask[v]) {
+                        int zero = 1;
+                        for (int j = 0; j < 3; j++)
+                            zero &= ev[v][j] == 0.0;
+                        for (int j = 0; j < 9; j++)
+                            zero &= E[v][j] == 0.0;
+                        for (int i = 0; i < 16; i++)
+                            zero &= maps[i][v] == 0.0f;
+                        if (!zero) {
+                            fprintf(stderr, "block %s kind %d layout %d: voxel %d outside the "
+                                    "mask not zeroed\n", isas[isa], kind, layout, v);
+                            failures++;
+                            bad++;
+                        }
+                        continue;
+                    }
+                    if (!block_voxel_same(ref_ev[kind][v], ref_E[kind][v], ev[v], E[v])) {
+                        fprintf(stderr, "block %s kind %d layout %d voxel %d: evals %.17g %.17g "
+                                "%.17g vs fit_voxel %.17g %.17g %.17g\n", isas[isa], kind, layout,
+                                v, ev[v][0], ev[v][1], ev[v][2], ref_ev[kind][v][0],
+                                ref_ev[kind][v][1], ref_ev[kind][v][2]);
+                        failures++;
+                        bad++;
+                        continue;
+                    }
+                    if (isnan(ev[v][0]))
+                        continue;
+                    /* Float maps are the double results rounded; eigenvector
+                     * signs normalised (largest-magnitude component > 0). */
+                    double fa, md, ad, rd, cfa[3];
+                    dmri_dti_maps(ev[v], E[v], &fa, &md, &ad, &rd, cfa);
+                    int ok = maps[0][v] == (float)fa && maps[1][v] == (float)md &&
+                             maps[2][v] == (float)ad && maps[3][v] == (float)rd;
+                    for (int c = 0; c < 3; c++) {
+                        ok &= maps[4 + c][v] == (float)cfa[c];
+                        int big = 0;
+                        for (int r = 1; r < 3; r++)
+                            if (fabs(E[v][r * 3 + c]) > fabs(E[v][big * 3 + c]))
+                                big = r;
+                        ok &= E[v][big * 3 + c] > 0.0;
+                        for (int r = 0; r < 3; r++)
+                            ok &= maps[7 + r + 3 * c][v] == (float)E[v][r * 3 + c];
+                    }
+                    if (!ok) {
+                        fprintf(stderr, "block %s kind %d layout %d voxel %d: float maps or "
+                                "eigenvector signs wrong\n", isas[isa], kind, layout, v);
+                        failures++;
+                        bad++;
+                    }
+                }
+            }
+        /* No mask: every voxel fitted; n = 0 writes nothing. */
+        double ev1[NV][3];
+        dmri_dti_out_t o1 = {.evals = &ev1[0][0]};
+        const void *vols1[400];
+        for (int g = 0; g < G; g++)
+            vols1[g] = vm64[g];
+        dmri_dti_fit_block(&f.m, DMRI_DTI_IN_F64, vols1, 1, NV, NULL, &o1);
+        CHECK(block_voxel_same(ref_ev[2][5], ref_E[2][5], ev1[5], ref_E[2][5]));
+        ev1[0][0] = 42.0;
+        dmri_dti_fit_block(&f.m, DMRI_DTI_IN_F64, vols1, 1, 0, NULL, &o1);
+        CHECK(ev1[0][0] == 42.0);
+    }
+    CHECK_INT(dmri_dti_set_isa("avx2048"), DMRI_EINVAL);
+    CHECK_INT(dmri_dti_set_isa(NULL), 0);
+    fixture_close(&f);
+}
+
+/* The block's Jacobi eigen-solver on noiseless known tensors: eigenvalues
+ * to 1e-12 relative and each eigenvector the rotation's column (up to
+ * sign), like test_known_tensor for fit_voxel; and the rank-deficient scheme
+ * (every voxel through the SVD fallback). */
+static void test_block_known(void) {
+    scheme_t s;
+    const double shells[3] = {1000, 2000, 3000};
+    make_scheme(&s, 6, 30, shells, 3);
+    fixture_t f;
+    if (fixture_init(&f, &s) != 0)
+        return;
+    static const char *const isas[] = {"scalar", "avx512"};
+    for (int isa = 0; isa < 2; isa++) {
+        if (dmri_dti_set_isa(isas[isa]) != 0)
+            continue;
+        for (int t = 0; t < 20; t++) {
+            const double l[3] = {1.0e-3 + 1e-4 * t, 0.5e-3 + 1e-5 * t, 0.1e-3 + 1e-6 * t};
+            double D[9], R[9], sig[400];
+            rotated_tensor(l, 0.31 * t, D, R);
+            make_signal(&s, D, 1000.0, sig);
+            const void *vols[400];
+            for (int g = 0; g < s.n; g++)
+                vols[g] = &sig[g];
+            double ev[3], E[9];
+            dmri_dti_out_t o = {.evals = ev, .evecs = E};
+            dmri_dti_fit_block(&f.m, DMRI_DTI_IN_F64, vols, 1, 1, NULL, &o);
+            for (int j = 0; j < 3; j++) {
+                CHECK_NEAR(ev[j], l[j], 1e-12 * l[0]);
+                double dot = 0.0;
+                for (int c = 0; c < 3; c++)
+                    dot += E[c * 3 + j] * R[c * 3 + j];
+                CHECK_NEAR(fabs(dot), 1.0, 1e-9);
+            }
+        }
+    }
+    dmri_dti_set_isa(NULL);
+    fixture_close(&f);
+}
+
 int main(void) {
     test_design_matrix();
     test_pinv();
@@ -429,6 +664,8 @@ int main(void) {
     test_zero_and_nan_voxel();
     test_stride();
     test_rank_deficient();
+    test_block();
+    test_block_known();
     if (failures) {
         fprintf(stderr, "test_dti: %d failure(s)\n", failures);
         return 1;

@@ -1,6 +1,7 @@
-/* test_dti_logf: the two builds of dti's numpy-compatible float32 log — the
- * FMA-instruction one that runs on this machine and the software-FMA one
- * for CPUs without FMA — must give the same bits. The software path never
+/* test_dti_logf: the builds of dti's numpy-compatible float32 log — the
+ * FMA-instruction one that runs on this machine, the software-FMA one for
+ * CPUs without FMA, and the 16-lane AVX-512 one of dmri_dti_fit_block —
+ * must give the same bits. The software path never
  * runs otherwise, so this file compiles dti.c itself to reach its static
  * helpers (the library's dti.o is then not linked in). numpy parity of the
  * log itself is checked by tests/parity/test_dti.py. */
@@ -129,9 +130,58 @@ static void test_log_paths(void) {
     free(y_hw);
 }
 
+#if DTI_HAVE_SIMD
+DTI_AVX512 static void log_vector_array(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i += 16)
+        _mm512_storeu_ps(y + i, dti_logsig16_avx512(_mm512_loadu_ps(x + i)));
+}
+#endif
+
+/* The AVX-512 log of dmri_dti_fit_block (16 lanes, floor included) against
+ * the scalar one, bit for bit, on random floats of every exponent, values
+ * below the floor, and the specials. */
+static void test_log_vector(void) {
+#if DTI_HAVE_SIMD
+    if (!dti_cpu_avx512()) {
+        printf("log: no AVX-512 on this CPU, vector path not tested\n");
+        return;
+    }
+    enum { N = 1 << 20 };
+    float *x = malloc(N * sizeof *x);
+    double *y = malloc(N * sizeof *y);
+    float *yv = malloc(N * sizeof *yv);
+    const float special[] = {0.0f, -0.0f, -1.0f, 1e-4f, 1e-5f, 9.9999997e-05f, 1.0f, 2.0f,
+                             0.70710677f, 0.70710683f, 65535.0f, 3.0e38f, 1e-40f, INFINITY,
+                             -INFINITY, NAN, -NAN, 0x1.fffffep127f};
+    size_t ns = sizeof special / sizeof special[0];
+    for (size_t i = 0; i < N; i++)
+        x[i] = i < ns ? special[i] : bits_to_float(rnd32());
+    dti_logsig_f32_soft(x, 1, N, y);
+    log_vector_array(x, yv, N);
+    long bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        float want = (float)y[i];
+        int both_nan = isnan(want) && isnan(yv[i]);
+        if (!both_nan && !same_bits(want, yv[i])) {
+            if (bad < 5)
+                fprintf(stderr, "vector log(%a): %a, scalar %a\n", x[i], yv[i], want);
+            bad++;
+        }
+    }
+    if (bad) {
+        fprintf(stderr, "vector log differs from the scalar one in %ld of %d values\n", bad, N);
+        failures++;
+    }
+    free(x);
+    free(y);
+    free(yv);
+#endif
+}
+
 int main(void) {
     test_soft_fma();
     test_log_paths();
+    test_log_vector();
     if (failures) {
         fprintf(stderr, "test_dti_logf: %d failure(s)\n", failures);
         return 1;

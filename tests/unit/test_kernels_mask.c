@@ -117,17 +117,62 @@ static double brute_median(const double *in, int nx, int ny, int nz, int r, int 
     return buf[k / 2];
 }
 
+/* Value patterns of the median tests. The fast path predicts each median
+ * from its neighbours and brackets it; the patterns make the prediction
+ * right (plateaus, zero background), slightly wrong (smooth ramps with
+ * noise, like a mean b0), badly wrong (edges, white noise) or meaningless
+ * (infinities and values near FLT_MAX, where bracket arithmetic overflows;
+ * denormals). */
+enum {
+    PAT_UNIFORM, PAT_TIES, PAT_RAMP, PAT_BLOBS, PAT_EXTREME, PAT_TINY, PAT_COUNT
+};
+
+static double pattern_value(int pat, int x, int y, int z) {
+    double u = rng_unif();
+    switch (pat) {
+    case PAT_TIES:
+        return (double)(rng_next() % 3);
+    case PAT_RAMP: /* smooth gradient, small noise */
+        return 1000.0 + 13.0 * x - 7.5 * y + 3.25 * z + 0.01 * x * y + (u - 0.5) * 4.0;
+    case PAT_BLOBS: { /* zero background, two tissue levels, a sharp edge */
+        double r2 = (x - 9.0) * (x - 9.0) + (y - 8.0) * (y - 8.0) + 2.0 * (z - 4.0) * (z - 4.0);
+        if (r2 > 60.0)
+            return 0.0;
+        return (r2 < 20.0 ? 1600.0 : 1200.0) + (float)((u - 0.5) * 10.0);
+    }
+    case PAT_EXTREME: { /* +-inf and +-FLT_MAX-scale values among ordinary ones */
+        unsigned c = (unsigned)(rng_next() % 8);
+        if (c == 0)
+            return INFINITY;
+        if (c == 1)
+            return -INFINITY;
+        if (c == 2)
+            return (u < 0.5 ? -1.0 : 1.0) * FLT_MAX * (0.5 + u / 2.0);
+        return (float)(u * 100.0 + x);
+    }
+    case PAT_TINY: /* denormal floats around a zero background */
+        return (x + y) % 5 == 0 ? 0.0 : (double)(float)(u * 1e-40);
+    default:
+        return (float)(u * 1000.0 - 300.0);
+    }
+}
+
 /* negzero: put a -0.0 in the volume, which switches the kernel to scipy's
- * own selection algorithm (values must not change). */
-static void test_median_case(int nx, int ny, int nz, int r, int ties, int negzero) {
+ * own selection algorithm (values must not change). Every instruction set
+ * this CPU has is tried. */
+static void test_median_case(int nx, int ny, int nz, int r, int pat, int negzero) {
+    static const char *const isas[] = {"scalar", "avx512"};
     size_t n = (size_t)nx * ny * nz;
     double *in = dmri_malloc(n * sizeof *in), *out = dmri_malloc(n * sizeof *out);
-    double *out2 = dmri_malloc(n * sizeof *out2);
+    double *out2 = dmri_malloc(n * sizeof *out2), *want = dmri_malloc(n * sizeof *want);
     float *inf = dmri_malloc(n * sizeof *inf), *outf = dmri_malloc(n * sizeof *outf);
-    for (size_t i = 0; i < n; i++) {
-        in[i] = ties ? (double)(rng_next() % 3) : (float)(rng_unif() * 1000.0 - 300.0);
-        inf[i] = (float)in[i];
-    }
+    for (int z = 0; z < nz; z++)
+        for (int y = 0; y < ny; y++)
+            for (int x = 0; x < nx; x++) {
+                size_t i = x + (size_t)nx * (y + (size_t)ny * z);
+                in[i] = (float)pattern_value(pat, x, y, z);
+                inf[i] = (float)in[i];
+            }
     if (negzero) {
         in[n / 2] = -0.0;
         inf[n / 2] = -0.0f;
@@ -137,27 +182,44 @@ static void test_median_case(int nx, int ny, int nz, int r, int ties, int negzer
     double *ws = dmri_malloc(dmri_median3d_workspace_len(r) * sizeof *ws);
     float *wsf = dmri_malloc(dmri_median3d_workspace_len(r) * sizeof *wsf);
     double *buf = dmri_malloc(w * w * w * sizeof *buf);
-    dmri_median3d_f64(in, nx, ny, nz, r, 0, nz, out, ws);
-    dmri_median3d_f32(inf, nx, ny, nz, r, 0, nz, outf, wsf);
-    /* Slabs filtered separately must give the same volume. */
-    for (int z = 0; z < nz; z++)
-        dmri_median3d_f64(in, nx, ny, nz, r, z, z + 1, out2, ws);
-    int bad = 0;
     for (int z = 0; z < nz; z++)
         for (int y = 0; y < ny; y++)
-            for (int x = 0; x < nx; x++) {
-                size_t i = x + (size_t)nx * (y + (size_t)ny * z);
-                double want = brute_median(in, nx, ny, nz, r, x, y, z, buf);
-                if (bad < 3 && (out[i] != want || (double)outf[i] != want || out2[i] != want)) {
-                    bad++;
-                    CHECK(0, "%dx%dx%d r=%d ties=%d -0=%d at (%d,%d,%d): f64 %.9g f32 %.9g "
-                          "slab %.9g, want %.9g", nx, ny, nz, r, ties, negzero, x, y, z, out[i],
-                          (double)outf[i], out2[i], want);
-                }
+            for (int x = 0; x < nx; x++)
+                want[x + (size_t)nx * (y + (size_t)ny * z)] =
+                    brute_median(in, nx, ny, nz, r, x, y, z, buf);
+    for (int isa = 0; isa < 2; isa++) {
+        if (dmri_median3d_set_isa(isas[isa]) != 0)
+            continue; /* not on this CPU */
+        memset(out, 0, n * sizeof *out);
+        memset(outf, 0, n * sizeof *outf);
+        dmri_median3d_f64(in, nx, ny, nz, r, 0, nz, out, ws);
+        dmri_median3d_f32(inf, nx, ny, nz, r, 0, nz, outf, wsf);
+        /* Slabs filtered separately must give the same volume. */
+        for (int z = 0; z < nz; z += 2)
+            dmri_median3d_f64(in, nx, ny, nz, r, z, z + 2, out2, ws);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            /* Bits, not values (0.0 vs -0.0), except where a -0.0 is in the
+             * data: which of the equal elements scipy returns is checked by
+             * the parity test, not by this sort-based brute force. */
+            double fo = (double)outf[i];
+            int ok = negzero ? out[i] == want[i] && fo == want[i] && out2[i] == want[i]
+                             : !memcmp(&out[i], &want[i], sizeof want[i]) &&
+                                   !memcmp(&fo, &want[i], sizeof want[i]) &&
+                                   !memcmp(&out2[i], &want[i], sizeof want[i]);
+            if (bad < 3 && !ok) {
+                bad++;
+                CHECK(0, "%s %dx%dx%d r=%d pattern %d -0=%d at %zu: f64 %.9g f32 %.9g slab "
+                      "%.9g, want %.9g", isas[isa], nx, ny, nz, r, pat, negzero, i, out[i], fo,
+                      out2[i], want[i]);
             }
+        }
+    }
+    CHECK_EQ_INT(dmri_median3d_set_isa("auto"), 0);
     dmri_free(in);
     dmri_free(out);
     dmri_free(out2);
+    dmri_free(want);
     dmri_free(inf);
     dmri_free(outf);
     dmri_free(ws);
@@ -169,12 +231,13 @@ static void test_median(void) {
     static const int cases[][4] = {
         {1, 1, 1, 4}, {2, 1, 1, 4}, {1, 2, 3, 4}, {2, 2, 2, 4}, {3, 4, 1, 4}, {5, 1, 2, 4},
         {10, 8, 2, 4}, {7, 6, 5, 4}, {13, 11, 9, 4}, {6, 10, 10, 3}, {9, 5, 7, 1},
-        {4, 4, 4, 0}, {11, 3, 2, 2},
+        {4, 4, 4, 0}, {11, 3, 2, 2}, {19, 17, 9, 4}, {23, 5, 4, 2},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        for (int variant = 0; variant < 4; variant++)
-            test_median_case(cases[c][0], cases[c][1], cases[c][2], cases[c][3], variant & 1,
-                             variant >> 1);
+        for (int pat = 0; pat < PAT_COUNT; pat++)
+            test_median_case(cases[c][0], cases[c][1], cases[c][2], cases[c][3], pat, 0);
+        test_median_case(cases[c][0], cases[c][1], cases[c][2], cases[c][3], PAT_UNIFORM, 1);
+        test_median_case(cases[c][0], cases[c][1], cases[c][2], cases[c][3], PAT_TIES, 1);
     }
     /* A 2-voxel axis [a b] extends as ... b a | a b | b a a b ...: the
      * radius-4 window of x=0 holds a five times and b four times, that of
@@ -185,6 +248,14 @@ static void test_median(void) {
     dmri_free(ws);
     CHECK_EQ_DBL(out[0], 1.0);
     CHECK_EQ_DBL(out[1], 2.0);
+    /* Instruction-set names. */
+    CHECK_EQ_INT(dmri_median3d_set_isa("sse9"), DMRI_EINVAL);
+    CHECK_EQ_INT(dmri_median3d_set_isa(NULL), 0);
+    CHECK(!strcmp(dmri_median3d_isa(), "avx512") || !strcmp(dmri_median3d_isa(), "scalar"), "%s",
+          dmri_median3d_isa());
+    CHECK_EQ_INT(dmri_median3d_set_isa("scalar"), 0);
+    CHECK(!strcmp(dmri_median3d_isa(), "scalar"), "%s", dmri_median3d_isa());
+    CHECK_EQ_INT(dmri_median3d_set_isa(""), 0);
 }
 
 /* ------------------------------------------------------------ Otsu */
