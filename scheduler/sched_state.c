@@ -1228,18 +1228,27 @@ int dmri_sched_on_data(dmri_sched_t *s, uint64_t request, size_t size, uint8_t *
     return 1;
 }
 
-void dmri_sched_on_relayed(dmri_sched_t *s, uint64_t request, int ok) {
+/* Take a finished relay off the list; returns its job (NULL if the job is
+ * gone meanwhile) with the key no longer marked as in flight. */
+static job_t *pop_relay(dmri_sched_t *s, uint64_t request, relay_t *done) {
     int ri;
     relay_t *r = find_relay(s, request, &ri);
     if (!r)
-        return;
-    relay_t done = *r;
+        return NULL;
+    *done = *r;
     s->relays[ri] = s->relays[--s->nrelays];
-    job_t *j = find_job(s, done.job);
+    job_t *j = find_job(s, done->job);
+    if (j)
+        j->keys[done->key].relaying = 0;
+    return j;
+}
+
+void dmri_sched_on_relayed(dmri_sched_t *s, uint64_t request, int ok) {
+    relay_t done;
+    job_t *j = pop_relay(s, request, &done);
     if (!j)
         return;
     keyrec_t *k = &j->keys[done.key];
-    k->relaying = 0;
     if (!ok) {
         client_lost(s, j->client, "unreachable");
         return;
@@ -1252,17 +1261,11 @@ void dmri_sched_on_relayed(dmri_sched_t *s, uint64_t request, int ok) {
 }
 
 void dmri_sched_on_data_missing(dmri_sched_t *s, uint64_t request) {
-    int ri;
-    relay_t *r = find_relay(s, request, &ri);
-    if (!r)
-        return;
-    relay_t done = *r;
-    s->relays[ri] = s->relays[--s->nrelays];
-    job_t *j = find_job(s, done.job);
+    relay_t done;
+    job_t *j = pop_relay(s, request, &done);
     if (!j)
         return;
     keyrec_t *k = &j->keys[done.key];
-    k->relaying = 0;
     remove_holder(k, done.worker);
     slog(s, "job %llu: %s missing at %s; recomputing", (unsigned long long)j->id, k->name,
          s->workers[done.worker].name);
