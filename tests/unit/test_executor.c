@@ -8,14 +8,7 @@
 #include "executor.h"
 #include "graph.h"
 
-static int failures = 0;
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 typedef struct {
     const dmri_graph_t *g;

@@ -4,16 +4,7 @@
 
 #include "graph.h"
 
-static int failures = 0;
-#define CHECK_EQ(a, b)                                                                    \
-    do {                                                                                  \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                             \
-        if (va_ != vb_) {                                                                 \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, \
-                    #a, #b, va_, vb_);                                                    \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
+#include "check.h"
 
 /* Every dependency points backwards (topological order) and every slab of
  * each NLMEANS volume group and each DTI slab covers z exactly once. */
@@ -49,13 +40,13 @@ static void check_structure(const dmri_graph_t *g) {
                         seen[v] = 1;
             }
             for (int v = 0; v < p->nv; v++)
-                CHECK_EQ(seen[v], 1);
+                CHECK_INT(seen[v], 1);
         }
     }
     for (int z = 0; z < p->nz; z++) {
-        CHECK_EQ(cover_dti[z], 1);
+        CHECK_INT(cover_dti[z], 1);
         for (int v = 0; v < p->nv; v++)
-            CHECK_EQ(cover_nlm[v][z], p->skip_denoise ? 0 : 1);
+            CHECK_INT(cover_nlm[v][z], p->skip_denoise ? 0 : 1);
     }
 }
 
@@ -65,12 +56,12 @@ int main(void) {
     dmri_err_t err = {0};
 
     dmri_graph_params_default(&p, 10, 12, 17, 7);
-    CHECK_EQ(dmri_graph_build(&g, &p, &err), 0);
-    CHECK_EQ(g.nslabs, 1);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_NLMEANS), 7);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_SIGMA), 7);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_MASK), 1);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_SAVE), 7);
+    CHECK_INT(dmri_graph_build(&g, &p, &err), 0);
+    CHECK_INT(g.nslabs, 1);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_NLMEANS), 7);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_SIGMA), 7);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_MASK), 1);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_SAVE), 7);
     check_structure(&g);
     dmri_graph_close(&g);
     dmri_graph_close(&g); /* safe twice */
@@ -78,35 +69,35 @@ int main(void) {
     p.slab_slices = 5;    /* 17 slices -> slabs 5,5,5,2 */
     p.vols_per_task = 3;  /* 7 volumes -> groups 3,3,1 */
     p.save_denoised = 1;
-    CHECK_EQ(dmri_graph_build(&g, &p, &err), 0);
-    CHECK_EQ(g.nslabs, 4);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_NLMEANS), 12);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_SIGMA), 3);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_DTI), 4);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_SAVE), 8);
+    CHECK_INT(dmri_graph_build(&g, &p, &err), 0);
+    CHECK_INT(g.nslabs, 4);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_NLMEANS), 12);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_SIGMA), 3);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_DTI), 4);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_SAVE), 8);
     check_structure(&g);
     dmri_graph_close(&g);
 
     p.skip_denoise = 1;
     p.save_denoised = 0;
-    CHECK_EQ(dmri_graph_build(&g, &p, &err), 0);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_NLMEANS), 0);
+    CHECK_INT(dmri_graph_build(&g, &p, &err), 0);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_NLMEANS), 0);
     check_structure(&g);
     dmri_graph_close(&g);
 
     /* Thin volume: more median slabs than slices is clamped. */
     dmri_graph_params_default(&p, 10, 8, 2, 26);
-    CHECK_EQ(dmri_graph_build(&g, &p, &err), 0);
-    CHECK_EQ(dmri_graph_count(&g, DMRI_TASK_MEDIAN1), 2);
+    CHECK_INT(dmri_graph_build(&g, &p, &err), 0);
+    CHECK_INT(dmri_graph_count(&g, DMRI_TASK_MEDIAN1), 2);
     check_structure(&g);
     dmri_graph_close(&g);
 
     dmri_graph_params_default(&p, 0, 8, 2, 26);
-    CHECK_EQ(dmri_graph_build(&g, &p, &err), DMRI_EINVAL);
-    CHECK_EQ(strstr(err.msg, "geometry") != NULL, 1);
+    CHECK_INT(dmri_graph_build(&g, &p, &err), DMRI_EINVAL);
+    CHECK_INT(strstr(err.msg, "geometry") != NULL, 1);
 
-    CHECK_EQ(strcmp(dmri_task_kind_name(DMRI_TASK_NLMEANS), "nlmeans"), 0);
-    CHECK_EQ(strcmp(dmri_output_file_name(DMRI_OUTPUT_FA), "dti_fa.nii.gz"), 0);
+    CHECK_INT(strcmp(dmri_task_kind_name(DMRI_TASK_NLMEANS), "nlmeans"), 0);
+    CHECK_INT(strcmp(dmri_output_file_name(DMRI_OUTPUT_FA), "dti_fa.nii.gz"), 0);
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
     return failures ? 1 : 0;
