@@ -85,13 +85,11 @@ static int read_text(const char *path, char **text, long *len, dmri_err_t *err) 
     return 0;
 }
 
-/* Parse `path` into a rows x cols matrix the way numpy.loadtxt does. */
-static int read_matrix(const char *path, matrix_t *m, dmri_err_t *err) {
-    char *text = NULL;
-    long len = 0;
-    int rc = read_text(path, &text, &len, err);
-    if (rc != 0)
-        return rc;
+/* Parse `text` (named `path` in messages) into a rows x cols matrix the way
+ * numpy.loadtxt does. */
+static int parse_matrix(const char *path, const char *text, long len, matrix_t *m,
+                        dmri_err_t *err) {
+    int rc = 0;
 
     size_t cap = 256, count = 0;
     double *vals = dmri_malloc(cap * sizeof *vals);
@@ -151,22 +149,59 @@ static int read_matrix(const char *path, matrix_t *m, dmri_err_t *err) {
         rc = dmri_err_set(err, DMRI_EFORMAT, "%s: no values", path);
         goto fail;
     }
-    dmri_free(text);
     m->v = vals;
     m->rows = rows;
     m->cols = cols;
     return 0;
 fail:
-    dmri_free(text);
     dmri_free(vals);
     return rc;
+}
+
+static int read_matrix(const char *path, matrix_t *m, dmri_err_t *err) {
+    char *text = NULL;
+    long len = 0;
+    int rc = read_text(path, &text, &len, err);
+    if (rc != 0)
+        return rc;
+    rc = parse_matrix(path, text, len, m, err);
+    dmri_free(text);
+    return rc;
+}
+
+static int bvals_from_matrix(const char *path, matrix_t m, double **bvals, int *n,
+                             dmri_err_t *err);
+static int bvecs_from_matrix(const char *path, matrix_t m, double **bvecs, int *n,
+                             dmri_err_t *err);
+
+int dmri_parse_bvals(const char *name, const char *text, size_t len, double **bvals, int *n,
+                     dmri_err_t *err) {
+    matrix_t m;
+    if ((long)len > MAX_FILE_BYTES)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: %zu bytes, too large for a gradient file",
+                            name, len);
+    int rc = parse_matrix(name, text, (long)len, &m, err);
+    return rc != 0 ? rc : bvals_from_matrix(name, m, bvals, n, err);
+}
+
+int dmri_parse_bvecs(const char *name, const char *text, size_t len, double **bvecs, int *n,
+                     dmri_err_t *err) {
+    matrix_t m;
+    if ((long)len > MAX_FILE_BYTES)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: %zu bytes, too large for a gradient file",
+                            name, len);
+    int rc = parse_matrix(name, text, (long)len, &m, err);
+    return rc != 0 ? rc : bvecs_from_matrix(name, m, bvecs, n, err);
 }
 
 int dmri_read_bvals(const char *path, double **bvals, int *n, dmri_err_t *err) {
     matrix_t m;
     int rc = read_matrix(path, &m, err);
-    if (rc != 0)
-        return rc;
+    return rc != 0 ? rc : bvals_from_matrix(path, m, bvals, n, err);
+}
+
+static int bvals_from_matrix(const char *path, matrix_t m, double **bvals, int *n,
+                             dmri_err_t *err) {
     /* After numpy's squeeze the values must form one axis: a row or a column. */
     if (m.rows > 1 && m.cols > 1) {
         dmri_free(m.v);
@@ -182,8 +217,12 @@ int dmri_read_bvals(const char *path, double **bvals, int *n, dmri_err_t *err) {
 int dmri_read_bvecs(const char *path, double **bvecs, int *n, dmri_err_t *err) {
     matrix_t m;
     int rc = read_matrix(path, &m, err);
-    if (rc != 0)
-        return rc;
+    return rc != 0 ? rc : bvecs_from_matrix(path, m, bvecs, n, err);
+}
+
+static int bvecs_from_matrix(const char *path, matrix_t m, double **bvecs, int *n,
+                             dmri_err_t *err) {
+    int rc;
     int R = m.rows, C = m.cols;
     if (R != 3 && C != 3) {
         rc = dmri_err_set(err, DMRI_EFORMAT, "%s: expected 3 rows or 3 columns, found %d x %d",

@@ -158,45 +158,9 @@ typedef struct {
 
 /* Read the first bytes of `path` ourselves to give precise messages (gzip
  * damage, too short, not NIfTI, bad dims) that niftilib would only print. */
-static int sniff_header(const char *path, raw_header_t *rh, dmri_err_t *err) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return dmri_err_set(err, DMRI_ENOENT, "%s: no such file", path);
-        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    if (S_ISDIR(st.st_mode))
-        return dmri_err_set(err, DMRI_EFORMAT, "%s: is a folder, not a NIfTI file", path);
-
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", path,
-                            errno ? strerror(errno) : "out of memory");
-    unsigned char buf[sizeof(nifti_2_header)];
-    int n = gzread(f, buf, sizeof buf);
-    int zerr = Z_OK;
-    const char *zmsg = gz_error_text(f, &zerr);
-    char zcopy[128];
-    snprintf(zcopy, sizeof zcopy, "%s", zmsg);
-    int compressed = !gzdirect(f);
-    gzclose(f);
-    if (n < 0 || (zerr != Z_OK && zerr != Z_BUF_ERROR))
-        return dmri_err_set(err, DMRI_EFORMAT,
-                            "%s: truncated or corrupt gzip stream (in the header: %s)", path,
-                            zcopy);
-    if (n < (int)sizeof(nifti_1_header)) {
-        if (compressed && zerr == Z_BUF_ERROR)
-            return dmri_err_set(err, DMRI_EFORMAT,
-                                "%s: truncated or corrupt gzip stream (read %d of the %d "
-                                "header bytes)",
-                                path, n, (int)sizeof(nifti_1_header));
-        return dmri_err_set(err, DMRI_EFORMAT,
-                            "%s: not a NIfTI file (only %d bytes, a header needs 348)", path, n);
-    }
-    if (compressed && !ends_with(path, ".gz"))
-        return dmri_err_set(err, DMRI_EFORMAT,
-                            "%s: file is gzip-compressed but its name does not end in .gz", path);
-
+/* The raw header from its first n bytes (n >= 348), already inflated. */
+static int parse_raw_header(const char *path, const unsigned char *buf, int n, raw_header_t *rh,
+                            dmri_err_t *err) {
     int32_t sz;
     memcpy(&sz, buf, 4);
     int32_t swapped = sz;
@@ -256,6 +220,48 @@ static int sniff_header(const char *path, raw_header_t *rh, dmri_err_t *err) {
             return dmri_err_set(err, DMRI_EFORMAT, "%s: dimension %d has size %lld (must be >= 1)",
                                 path, i, (long long)rh->dim[i]);
     return 0;
+}
+
+static int sniff_header(const char *path, raw_header_t *rh, dmri_err_t *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return dmri_err_set(err, DMRI_ENOENT, "%s: no such file", path);
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode))
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: is a folder, not a NIfTI file", path);
+
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", path,
+                            errno ? strerror(errno) : "out of memory");
+    unsigned char buf[sizeof(nifti_2_header)];
+    int n = gzread(f, buf, sizeof buf);
+    int zerr = Z_OK;
+    const char *zmsg = gz_error_text(f, &zerr);
+    char zcopy[128];
+    snprintf(zcopy, sizeof zcopy, "%s", zmsg);
+    int compressed = !gzdirect(f);
+    gzclose(f);
+    if (n < 0 || (zerr != Z_OK && zerr != Z_BUF_ERROR))
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: truncated or corrupt gzip stream (in the header: %s)", path,
+                            zcopy);
+    if (n < (int)sizeof(nifti_1_header)) {
+        if (compressed && zerr == Z_BUF_ERROR)
+            return dmri_err_set(err, DMRI_EFORMAT,
+                                "%s: truncated or corrupt gzip stream (read %d of the %d "
+                                "header bytes)",
+                                path, n, (int)sizeof(nifti_1_header));
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: not a NIfTI file (only %d bytes, a header needs 348)", path, n);
+    }
+    if (compressed && !ends_with(path, ".gz"))
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "%s: file is gzip-compressed but its name does not end in .gz", path);
+
+    return parse_raw_header(path, buf, n, rh, err);
 }
 
 /* Convert n raw values (native byte order) to the stored type, applying the
@@ -549,16 +555,7 @@ static void igz_reason(const igz_t *g, char *out, size_t outsz) {
 /* Inflate the data of a gzip file (already open as `fd`) into img->data,
  * converting on the way: straight into place when no conversion or swap is
  * needed, else through a small cached chunk. */
-static int read_data_isal(const char *dname, int fd, const nifti_image *nim, dmri_image_t *img,
-                          double slope, double inter, dmri_err_t *err) {
-    const size_t nval = (size_t)img->nx * img->ny * img->nz * img->nv;
-    const size_t bpv = dmri_image_datatype_size(img->datatype);
-    const size_t osz = img->store == DMRI_STORE_F32 ? 4 : 8;
-    const int swap = nim->byteorder != nifti_short_order() && bpv > 1;
-    const size_t want = nval * bpv;
-    int rc = 0;
-    char reason[160];
-
+static igz_t *igz_new(int fd) {
     igz_t *g = dmri_calloc(1, sizeof *g);
     g->fd = fd;
     g->in = dmri_malloc(IGZ_IN_BYTES);
@@ -568,11 +565,35 @@ static int read_data_isal(const char *dname, int fd, const nifti_image *nim, dmr
     g->st.hist_bits = 0;
     g->st.next_in = g->in;
     g->st.avail_in = 0;
+    return g;
+}
+
+static void igz_free(igz_t *g) {
+    if (!g)
+        return;
+    dmri_free(g->in);
+    dmri_free(g);
+}
+
+/* `consumed` bytes of the inflated stream were already read (a stream's
+ * header); the rest up to the data offset is skipped. */
+static int read_data_isal(const char *dname, igz_t *g, size_t consumed, const nifti_image *nim,
+                          dmri_image_t *img, double slope, double inter, dmri_err_t *err) {
+    const size_t nval = (size_t)img->nx * img->ny * img->nz * img->nv;
+    const size_t bpv = dmri_image_datatype_size(img->datatype);
+    const size_t osz = img->store == DMRI_STORE_F32 ? 4 : 8;
+    const int swap = nim->byteorder != nifti_short_order() && bpv > 1;
+    const size_t want = nval * bpv;
+    int rc = 0;
+    char reason[160];
+
     unsigned char *scratch = dmri_malloc(IGZ_SCRATCH);
 
     /* Header and extensions, already parsed by niftilib. */
-    size_t skipped = 0;
-    const size_t offset = nim->iname_offset > 0 ? (size_t)nim->iname_offset : 0;
+    size_t skipped = consumed;
+    size_t offset = nim->iname_offset > 0 ? (size_t)nim->iname_offset : 0;
+    if (offset < consumed)
+        offset = consumed;
     while (skipped < offset) {
         size_t m = offset - skipped < IGZ_SCRATCH ? offset - skipped : IGZ_SCRATCH;
         size_t r = igz_read(g, scratch, m);
@@ -647,8 +668,6 @@ static int read_data_isal(const char *dname, int fd, const nifti_image *nim, dmr
         }
     }
     dmri_free(scratch);
-    dmri_free(g->in);
-    dmri_free(g);
     if (rc != 0) {
         dmri_free(img->data);
         img->data = NULL;
@@ -663,19 +682,18 @@ static int isal_wanted(void) {
 }
 #endif /* DMRI_HAVE_ISAL */
 
+static int read_data_gz(const char *dname, gzFile f, int stat_size, const nifti_image *nim,
+                        dmri_image_t *img, double slope, double inter, dmri_err_t *err);
+
 static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img,
                      double slope, double inter, dmri_err_t *err) {
-    const size_t nval = (size_t)img->nx * img->ny * img->nz * img->nv;
-    const size_t bpv = dmri_image_datatype_size(img->datatype);
-    const size_t osz = img->store == DMRI_STORE_F32 ? 4 : 8;
-    const int swap = nim->byteorder != nifti_short_order() && bpv > 1;
-    const unsigned long long want = (unsigned long long)nval * bpv;
-    int rc = 0;
-
     /* niftilib knows where the data lives (.nii, or .img of a pair). */
     const char *dname = nim->iname ? nim->iname : path;
 #ifdef DMRI_HAVE_ISAL
     if (isal_wanted()) {
+        const unsigned long long want = (unsigned long long)img->nx * img->ny * img->nz *
+                                        img->nv * dmri_image_datatype_size(img->datatype);
+        int rc;
         int fd = open(dname, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", dname, strerror(errno));
@@ -694,7 +712,9 @@ static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img
         }
         if (gz) {
             posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-            rc = read_data_isal(dname, fd, nim, img, slope, inter, err);
+            igz_t *g = igz_new(fd);
+            rc = read_data_isal(dname, g, 0, nim, img, slope, inter, err);
+            igz_free(g);
             close(fd);
             return rc;
         }
@@ -706,8 +726,23 @@ static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img
         return dmri_err_set(err, DMRI_EIO, "%s: cannot open: %s", dname,
                             errno ? strerror(errno) : "out of memory");
     gzbuffer(f, 1 << 20);
+    return read_data_gz(dname, f, 1, nim, img, slope, inter, err);
+}
+
+/* The zlib path, from an open gzFile (closed here). When `stat_size` the
+ * file `dname` is stat'ed to refuse impossible sizes; a stream cannot be. */
+static int read_data_gz(const char *dname, gzFile f, int stat_size, const nifti_image *nim,
+                        dmri_image_t *img, double slope, double inter, dmri_err_t *err) {
+    const size_t nval = (size_t)img->nx * img->ny * img->nz * img->nv;
+    const size_t bpv = dmri_image_datatype_size(img->datatype);
+    const size_t osz = img->store == DMRI_STORE_F32 ? 4 : 8;
+    const int swap = nim->byteorder != nifti_short_order() && bpv > 1;
+    const unsigned long long want = (unsigned long long)nval * bpv;
+    int rc = 0;
     const int compressed = !gzdirect(f);
-    if (nim->iname_offset > 0 && gzseek(f, (z_off_t)nim->iname_offset, SEEK_SET) < 0) {
+    /* A stream's header was read already: gzseek only goes forward there. */
+    if (nim->iname_offset > 0 && (z_off_t)nim->iname_offset > gztell(f) &&
+        gzseek(f, (z_off_t)nim->iname_offset, SEEK_SET) < 0) {
         rc = short_read_error(dname, f, compressed, 0, want, err);
         gzclose(f);
         return rc;
@@ -717,7 +752,7 @@ static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img
      * claims (a damaged header must fail the subject, not exhaust memory):
      * plain files by size, gzip by deflate's maximum ratio of 1032:1. */
     struct stat st;
-    if (stat(dname, &st) == 0) {
+    if (stat_size && stat(dname, &st) == 0) {
         unsigned long long have = (unsigned long long)st.st_size;
         unsigned long long off = (unsigned long long)nim->iname_offset;
         if (!compressed && have < off + want) {
@@ -790,34 +825,26 @@ static int read_data(const char *path, const nifti_image *nim, dmri_image_t *img
     return rc;
 }
 
-int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err) {
-    memset(img, 0, sizeof *img);
-    pthread_once(&quiet_once, quiet_niftilib);
-
-    raw_header_t rh;
-    int rc = sniff_header(path, &rh, err);
-    if (rc != 0)
-        return rc;
-
-    nifti_image *nim = nifti_image_read(path, 0);
-    if (!nim)
-        return dmri_err_set(err, DMRI_EFORMAT, "%s: niftilib cannot read the NIfTI-%d header",
-                            path, rh.version);
-
+/* The image's fields from niftilib's header (and our raw slope/intercept);
+ * *slope and *inter get the scaling to apply to the data. */
+static int image_from_nim(const char *path, const nifti_image *nim, const raw_header_t *rh,
+                          dmri_image_t *img, double *slope_out, double *inter_out,
+                          dmri_err_t *err) {
+    int rc = 0;
     const int dt = nim->datatype;
     if (dmri_image_datatype_size(dt) == 0) {
         rc = dmri_err_set(err, DMRI_EUNSUP,
                           "%s: unsupported datatype %s (NIfTI code %d); supported: uint8, int8, "
                           "int16, uint16, int32, uint32, float32, float64",
                           path, nifti_datatype_string(dt), dt);
-        goto out;
+        return rc;
     }
     const int64_t *dim = nim->dim;
     int ndim = (int)dim[0];
     if (ndim < 3) {
         rc = dmri_err_set(err, DMRI_EUNSUP, "%s: %d-D image; a 3-D or 4-D image is needed", path,
                           ndim);
-        goto out;
+        return rc;
     }
     /* 5-D and up are accepted only when the extra axes have size 1. */
     for (int i = 5; i <= ndim; i++) {
@@ -826,7 +853,7 @@ int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err) {
                               "%s: %d-D image with dimension %d of size %lld; only 3-D or 4-D "
                               "images are supported",
                               path, ndim, i, (long long)dim[i]);
-            goto out;
+            return rc;
         }
     }
     if (ndim > 4)
@@ -835,24 +862,24 @@ int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err) {
         if (dim[i] < 1 || dim[i] > INT_MAX) {
             rc = dmri_err_set(err, DMRI_EFORMAT, "%s: dimension %d has size %lld", path, i,
                               (long long)dim[i]);
-            goto out;
+            return rc;
         }
     }
     const double total = (double)dim[1] * dim[2] * dim[3] * (ndim == 4 ? dim[4] : 1) * 8.0;
     if (total > (double)(SIZE_MAX / 2)) {
         rc = dmri_err_set(err, DMRI_ERANGE, "%s: image too large", path);
-        goto out;
+        return rc;
     }
 
     /* Scaling, as nibabel 5.0's get_slope_inter + apply_read_scaling. */
-    double slope = rh.slope, inter = rh.inter;
+    double slope = rh->slope, inter = rh->inter;
     int scaled = 0;
     if (slope != 0.0 && isfinite(slope)) {
         if (!isfinite(inter)) {
             rc = dmri_err_set(err, DMRI_EFORMAT,
                               "%s: valid scl_slope %g but invalid scl_inter %g", path, slope,
                               inter);
-            goto out;
+            return rc;
         }
         scaled = !(slope == 1.0 && inter == 0.0);
     }
@@ -888,9 +915,143 @@ int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err) {
     img->xyz_units = nim->xyz_units;
     img->time_units = nim->time_units;
 
+    *slope_out = slope;
+    *inter_out = inter;
+    return 0;
+}
+
+int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err) {
+    memset(img, 0, sizeof *img);
+    pthread_once(&quiet_once, quiet_niftilib);
+
+    raw_header_t rh;
+    int rc = sniff_header(path, &rh, err);
+    if (rc != 0)
+        return rc;
+
+    nifti_image *nim = nifti_image_read(path, 0);
+    if (!nim)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: niftilib cannot read the NIfTI-%d header",
+                            path, rh.version);
+
+    double slope = 1.0, inter = 0.0;
+    if ((rc = image_from_nim(path, nim, &rh, img, &slope, &inter, err)) != 0)
+        goto out;
     rc = read_data(path, nim, img, slope, inter, err);
 out:
     nifti_image_free(nim);
+    if (rc != 0)
+        dmri_image_close(img);
+    return rc;
+}
+
+/* ------------------------------------------------------------- stream */
+
+/* A gzip stream on a descriptor that may be a pipe (data arriving from S3):
+ * the header is inflated by the same inflater as the data, so nothing is
+ * read twice and nothing needs a seek. */
+int dmri_image_read_fd(const char *name, int fd, dmri_image_t *img, dmri_err_t *err) {
+    memset(img, 0, sizeof *img);
+    pthread_once(&quiet_once, quiet_niftilib);
+    union {
+        nifti_1_header h1;
+        nifti_2_header h2;
+        unsigned char b[sizeof(nifti_2_header)];
+    } hdr;
+    raw_header_t rh;
+    nifti_image *nim = NULL;
+    gzFile f = NULL;
+    int rc = 0, use_isal = 0;
+    size_t got = 0;
+    char reason[160] = "";
+#ifdef DMRI_HAVE_ISAL
+    igz_t *g = NULL;
+    use_isal = isal_wanted();
+    if (use_isal) {
+        g = igz_new(fd);
+        got = igz_read(g, hdr.b, sizeof(nifti_1_header));
+        if (got < sizeof(nifti_1_header))
+            igz_reason(g, reason, sizeof reason);
+    }
+#endif
+    if (!use_isal) {
+        int fd2 = dup(fd);
+        f = fd2 >= 0 ? gzdopen(fd2, "rb") : NULL;
+        if (!f) {
+            if (fd2 >= 0)
+                close(fd2);
+            return dmri_err_set(err, DMRI_EIO, "%s: cannot read the stream: %s", name,
+                                strerror(errno ? errno : ENOMEM));
+        }
+        gzbuffer(f, 1 << 20);
+        got = gz_read_full(f, hdr.b, sizeof(nifti_1_header));
+        if (gzdirect(f)) {
+            rc = dmri_err_set(err, DMRI_EFORMAT, "%s: not a gzip stream", name);
+            goto out;
+        }
+        if (got < sizeof(nifti_1_header))
+            snprintf(reason, sizeof reason, "%s", gz_error_text(f, NULL));
+    }
+    if (got < sizeof(nifti_1_header)) {
+        rc = dmri_err_set(err, DMRI_EFORMAT,
+                          "%s: truncated or corrupt gzip stream (read %zu of the 348 header "
+                          "bytes%s%s)",
+                          name, got, reason[0] ? "; " : "", reason);
+        goto out;
+    }
+    if ((rc = parse_raw_header(name, hdr.b, (int)got, &rh, err)) != 0)
+        goto out;
+    if (rh.version == 2) {
+        size_t more = sizeof(nifti_2_header) - got, r = 0;
+#ifdef DMRI_HAVE_ISAL
+        if (use_isal)
+            r = igz_read(g, hdr.b + got, more);
+#endif
+        if (!use_isal)
+            r = gz_read_full(f, hdr.b + got, more);
+        got += r;
+        if (r != more || (rc = parse_raw_header(name, hdr.b, (int)got, &rh, err)) != 0) {
+            if (rc == 0)
+                rc = dmri_err_set(err, DMRI_EFORMAT,
+                                  "%s: truncated or corrupt gzip stream (in the NIfTI-2 header)",
+                                  name);
+            goto out;
+        }
+        nim = nifti_convert_n2hdr2nim(hdr.h2, name);
+    } else {
+        nim = nifti_convert_n1hdr2nim(hdr.h1, name);
+    }
+    if (!nim) {
+        rc = dmri_err_set(err, DMRI_EFORMAT, "%s: niftilib cannot read the NIfTI-%d header",
+                          name, rh.version);
+        goto out;
+    }
+    if (nim->nifti_type != NIFTI_FTYPE_NIFTI1_1 && nim->nifti_type != NIFTI_FTYPE_NIFTI2_1) {
+        rc = dmri_err_set(err, DMRI_EFORMAT,
+                          "%s: header of a two-file (.hdr/.img) NIfTI; a stream must be "
+                          "single-file (.nii.gz)",
+                          name);
+        goto out;
+    }
+    double slope = 1.0, inter = 0.0;
+    if ((rc = image_from_nim(name, nim, &rh, img, &slope, &inter, err)) != 0)
+        goto out;
+#ifdef DMRI_HAVE_ISAL
+    if (use_isal)
+        rc = read_data_isal(name, g, got, nim, img, slope, inter, err);
+#endif
+    if (!use_isal) {
+        rc = read_data_gz(name, f, 0, nim, img, slope, inter, err);
+        f = NULL; /* closed there */
+    }
+out:
+#ifdef DMRI_HAVE_ISAL
+    igz_free(g);
+#endif
+    if (f)
+        gzclose(f);
+    if (nim)
+        nifti_image_free(nim);
     if (rc != 0)
         dmri_image_close(img);
     return rc;

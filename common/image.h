@@ -36,6 +36,13 @@ typedef struct {
  * problem: missing, not NIfTI, truncated/corrupt gzip, unsupported datatype. */
 int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err);
 
+/* Read a single-file NIfTI-1/-2 image, gzip-compressed, from a readable
+ * descriptor that may be a pipe (no seek: e.g. data.nii.gz arriving from S3),
+ * with the same inflater, conversion and CRC-32/length checks as
+ * dmri_image_read. `name` is used in messages; fd is not closed, and is read
+ * to the end of the gzip stream on success. */
+int dmri_image_read_fd(const char *name, int fd, dmri_image_t *img, dmri_err_t *err);
+
 /* Free the data; safe to call twice. */
 void dmri_image_close(dmri_image_t *img);
 

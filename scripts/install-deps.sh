@@ -12,6 +12,11 @@ PACKAGES=(
   python3-dipy python3-nibabel python3-scipy python3-numpy
   # a scripted peer for the protocol tests of the daemons
   python3-zmq python3-msgpack
+  # dmri-download: S3 over libcurl (SigV4), MD5 from libcrypto; its test runs
+  # an S3 server from npm (@20minutes/s3rver, Node 20) and Debian's aws CLI.
+  # npm is not listed: the Node 20 nodejs package ships it and conflicts with
+  # Debian's npm package; the test says so when npm is missing.
+  libcurl4-openssl-dev libssl-dev nodejs awscli
 )
 
 if [ "${1:-}" = "--list" ]; then
