@@ -30,6 +30,7 @@ static void usage(FILE *f) {
             "  --save-denoised      also write denoised.nii.gz\n"
             "  --slab N             cut NL-means and the fit into z-slabs of N slices\n"
             "                       (default: whole volumes, denoised in place)\n"
+            DMRI_S3_OPTIONS_HELP
             "  --quiet              print nothing but errors\n"
             "  --version, --help\n"
             "\n"
@@ -59,7 +60,7 @@ int main(int argc, char **argv) {
     int quiet = 0;
 
     enum { OPT_DATA = 256, OPT_OUT, OPT_THREADS, OPT_B0, OPT_SKIP, OPT_SAVE, OPT_SLAB,
-           OPT_QUIET, OPT_VERSION, OPT_HELP };
+           OPT_QUIET, OPT_VERSION, OPT_HELP, OPT_S3 };
     static const struct option longopts[] = {
         {"data-dir", required_argument, 0, OPT_DATA},
         {"out", required_argument, 0, OPT_OUT},
@@ -71,11 +72,22 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, 0, OPT_QUIET},
         {"version", no_argument, 0, OPT_VERSION},
         {"help", no_argument, 0, OPT_HELP},
+        DMRI_S3_LONGOPTS(OPT_S3),
         {0, 0, 0, 0}};
-    int c;
+    dmri_s3_source_t s3 = {.retries = -1};
+    int use_s3 = 0;
+    int c, li = -1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
         switch (c) {
+        case OPT_S3: {
+            dmri_err_t e = {0};
+            if (dmri_s3_source_option(&s3, &use_s3, longopts[li].name, optarg, &e) != 0) {
+                fprintf(stderr, "dmri-run: %s\n", e.msg);
+                return 2;
+            }
+            break;
+        }
         case OPT_DATA: data_dir = optarg; break;
         case OPT_OUT: out_root = optarg; break;
         case OPT_THREADS:
@@ -118,13 +130,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     o.log = quiet ? NULL : stdout;
+    o.s3 = use_s3 ? &s3 : NULL;
     o.progress_tty = !quiet && isatty(fileno(stdout));
 
     int nsub = argc - optind, nfail = 0;
     for (int i = optind; i < argc; i++) {
         dmri_err_t err = {0};
         dmri_subject_paths_t paths;
-        int rc = dmri_subject_resolve(argv[i], data_dir, &paths, &err);
+        int rc = dmri_subject_resolve_s3(argv[i], data_dir, use_s3 ? &s3 : NULL, &paths, &err);
         char out_dir[DMRI_PATH_MAX];
         if (rc == 0 && dmri_path_join(out_dir, sizeof out_dir, out_root, paths.name) != 0)
             rc = dmri_err_set(&err, DMRI_ERANGE, "%s: output path too long", out_root);
@@ -133,7 +146,10 @@ int main(int argc, char **argv) {
                 printf("dmri-run: subject %s (%s) -> %s/, %d thread%s\n", paths.name, paths.dir,
                        out_dir, o.nthreads, o.nthreads == 1 ? "" : "s");
             o.out_dir = out_dir;
+            int existed = dmri_is_dir(out_dir);
             rc = dmri_run_subject(&paths, &o, &err);
+            if (rc != 0 && !existed)
+                rmdir(out_dir); /* only if empty: a failed subject leaves no folder */
         }
         if (rc != 0) {
             nfail++;

@@ -734,7 +734,8 @@ size_t dmri_chunk_size(const dmri_info_t *info, const dmri_graph_t *g, const dmr
 
 /* ------------------------------------------------------------------- load */
 
-int dmri_chunk_load(const char *subject, const char *data_dir, double b0_threshold,
+int dmri_chunk_load(const char *subject, const char *data_dir, const dmri_s3_source_t *s3,
+                    double b0_threshold,
                     int skip_denoise, int slab_slices, int vols_per_task, dmri_info_t *info,
                     dmri_chunk_t **raw, int *nraw, dmri_err_t *err) {
     memset(info, 0, sizeof *info);
@@ -744,11 +745,12 @@ int dmri_chunk_load(const char *subject, const char *data_dir, double b0_thresho
         return dmri_err_set(err, DMRI_EINVAL, "%s: bad chunking (slab %d, volumes %d)",
                             subject ? subject : "?", slab_slices, vols_per_task);
     dmri_subject_paths_t paths;
-    int rc = dmri_subject_resolve(subject, data_dir, &paths, err);
+    int rc = dmri_subject_resolve_s3(subject, data_dir, s3, &paths, err);
     if (rc != 0)
         return rc;
     dmri_subject_t subj;
-    dmri_subject_opts_t sopts = {.b0_threshold = b0_threshold, .skip_denoise = skip_denoise};
+    dmri_subject_opts_t sopts = {.b0_threshold = b0_threshold, .skip_denoise = skip_denoise,
+                                 .s3 = s3};
     if ((rc = dmri_subject_load(&subj, &paths, &sopts, err)) != 0)
         return rc;
     const dmri_image_t *img = &subj.img;

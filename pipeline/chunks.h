@@ -30,6 +30,7 @@
 #include "dmri_err.h"
 #include "graph.h"
 #include "image.h"
+#include "subject_s3.h"
 
 /* Everything about a subject but its voxels. */
 typedef struct {
@@ -98,7 +99,8 @@ typedef struct {
  * read and validate it exactly as dmri-run does (subject.h), and cut it into
  * info and raw chunks with the given chunking. raw[g * nslabs + s] gets the
  * chunk (dmri_free each data, then the array). */
-int dmri_chunk_load(const char *subject, const char *data_dir, double b0_threshold,
+int dmri_chunk_load(const char *subject, const char *data_dir, const dmri_s3_source_t *s3,
+                    double b0_threshold,
                     int skip_denoise, int slab_slices, int vols_per_task, dmri_info_t *info,
                     dmri_chunk_t **raw, int *nraw, dmri_err_t *err);
 

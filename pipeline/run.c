@@ -160,7 +160,7 @@ int dmri_run_subject(const dmri_subject_paths_t *paths, const dmri_run_opts_t *o
 
     dmri_subject_t subj;
     dmri_subject_opts_t sopts = {.b0_threshold = o->b0_threshold,
-                                 .skip_denoise = o->skip_denoise};
+                                 .skip_denoise = o->skip_denoise, .s3 = o->s3};
     if ((rc = dmri_subject_load(&subj, paths, &sopts, err)) != 0) {
         remove_stage(stage);
         return rc;
@@ -170,6 +170,8 @@ int dmri_run_subject(const dmri_subject_paths_t *paths, const dmri_run_opts_t *o
     logf_(o, "  %-32s %8.2f s   (%dx%dx%dx%d %s%s, %d b0)\n", "load", t_load, img->nx, img->ny,
           img->nz, img->nv, dmri_datatype_name(img->datatype), img->scaled ? " scaled" : "",
           subj.gtab.nb0);
+    if (subj.source_note[0])
+        logf_(o, "  %-32s %s\n", "", subj.source_note);
 
     dmri_graph_params_t gp;
     dmri_graph_params_default(&gp, img->nx, img->ny, img->nz, img->nv);

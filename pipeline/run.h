@@ -20,6 +20,7 @@ typedef struct {
     int vols_per_task;       /* graph tuning (>= 1) */
     FILE *log;               /* step lines and progress; NULL for silence */
     int progress_tty;        /* 1: redraw the progress line in place */
+    const dmri_s3_source_t *s3; /* remote subjects (subject_s3.h), else NULL */
 } dmri_run_opts_t;
 
 void dmri_run_opts_default(dmri_run_opts_t *o);

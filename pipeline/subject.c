@@ -93,6 +93,14 @@ int dmri_subject_resolve(const char *arg, const char *data_dir, dmri_subject_pat
                         arg, dd, arg, dd, arg);
 }
 
+int dmri_subject_resolve_s3(const char *arg, const char *data_dir, const dmri_s3_source_t *s3,
+                            dmri_subject_paths_t *p, dmri_err_t *err) {
+    int rc = dmri_subject_resolve(arg, data_dir, p, err);
+    if (rc != DMRI_ENOENT || !s3 || !arg || !dmri_s3_is_subject_id(arg))
+        return rc;
+    return dmri_s3_subject_paths(s3, arg, p, err);
+}
+
 const char *dmri_datatype_name(int datatype) {
     switch (datatype) {
     case DT_UINT8: return "uint8";
@@ -146,20 +154,28 @@ int dmri_subject_load(dmri_subject_t *s, const dmri_subject_paths_t *paths,
     s->paths = *paths;
     int rc;
     int nb = 0, ng = 0;
-    if (!dmri_is_file(paths->bvals_path))
-        return dmri_err_set(err, DMRI_ENOENT, "%s: missing file", paths->bvals_path);
-    if (!dmri_is_file(paths->bvecs_path))
-        return dmri_err_set(err, DMRI_ENOENT, "%s: missing file", paths->bvecs_path);
-    if ((rc = dmri_read_bvals(paths->bvals_path, &s->bvals, &nb, err)) != 0)
-        goto fail;
-    if ((rc = dmri_read_bvecs(paths->bvecs_path, &s->bvecs, &ng, err)) != 0)
-        goto fail;
+    if (paths->remote) {
+        if (!opts->s3)
+            return dmri_err_set(err, DMRI_EINVAL, "%s: an S3 subject needs S3 settings",
+                                paths->dir);
+        if ((rc = dmri_s3_subject_read(opts->s3, s, &nb, &ng, err)) != 0)
+            goto fail;
+    } else {
+        if (!dmri_is_file(paths->bvals_path))
+            return dmri_err_set(err, DMRI_ENOENT, "%s: missing file", paths->bvals_path);
+        if (!dmri_is_file(paths->bvecs_path))
+            return dmri_err_set(err, DMRI_ENOENT, "%s: missing file", paths->bvecs_path);
+        if ((rc = dmri_read_bvals(paths->bvals_path, &s->bvals, &nb, err)) != 0)
+            goto fail;
+        if ((rc = dmri_read_bvecs(paths->bvecs_path, &s->bvecs, &ng, err)) != 0)
+            goto fail;
+    }
     if (nb != ng) {
         rc = dmri_err_set(err, DMRI_EFORMAT, "%s has %d values but %s has %d directions",
                           paths->bvals_path, nb, paths->bvecs_path, ng);
         goto fail;
     }
-    if ((rc = dmri_image_read(paths->data_path, &s->img, err)) != 0)
+    if (!paths->remote && (rc = dmri_image_read(paths->data_path, &s->img, err)) != 0)
         goto fail;
     const dmri_image_t *img = &s->img;
     if (img->ndim != 4 || img->nv < 2) {

@@ -38,6 +38,7 @@ void dmri_wopts_usage(FILE *f) {
             "                        local address that routes to the scheduler)\n"
             "  --data-dir DIR        where subject ids are looked up, as for dmri-run\n"
             "                        (default: $DMRI_DATA_DIR or .)\n"
+            DMRI_S3_OPTIONS_HELP
             "  --pid-file FILE       write the process id to FILE once listening;\n"
             "                        removed at exit\n"
             "  --log-file FILE       append the log to FILE instead of stderr\n"
@@ -167,7 +168,7 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
 
     o->prefetch = 1;
     enum { OPT_NAME = 256, OPT_NTHREADS, OPT_PREFETCH, OPT_MEM, OPT_SPILL, OPT_LISTEN, OPT_DATA, OPT_PID,
-           OPT_LOG, OPT_VERSION, OPT_HELP };
+           OPT_LOG, OPT_VERSION, OPT_HELP, OPT_S3 };
     static const struct option longopts[] = {
         {"name", required_argument, 0, OPT_NAME},
         {"nthreads", required_argument, 0, OPT_NTHREADS},
@@ -180,12 +181,22 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
         {"log-file", required_argument, 0, OPT_LOG},
         {"version", no_argument, 0, OPT_VERSION},
         {"help", no_argument, 0, OPT_HELP},
+        DMRI_S3_LONGOPTS(OPT_S3),
         {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    o->s3.retries = -1;
+    int c, li = -1;
+    while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
         switch (c) {
+        case OPT_S3: {
+            dmri_err_t e = {0};
+            if (dmri_s3_source_option(&o->s3, &o->use_s3, longopts[li].name, optarg, &e) != 0) {
+                fprintf(errf, "dmri-worker: %s\n", e.msg);
+                return 2;
+            }
+            break;
+        }
         case OPT_NAME:
             if (!optarg[0] || strlen(optarg) >= sizeof o->name)
                 return bad(errf, "--name", "expected 1 to 255 characters", optarg);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "subject_s3.h"
+
 #define DMRI_WORKER_DEFAULT_PORT 8786
 
 typedef struct {
@@ -23,6 +25,8 @@ typedef struct {
     const char *data_dir;    /* --data-dir, default $DMRI_DATA_DIR or "." */
     const char *pid_file;    /* --pid-file or NULL */
     const char *log_file;    /* --log-file or NULL (stderr) */
+    int use_s3;              /* --s3 (or any S3 option): ids not on disk come from S3 */
+    dmri_s3_source_t s3;     /* --bucket, --s3-prefix, --profile, --s3-cache... */
 } dmri_wopts_t;
 
 /* Parse argv. Returns 0 to run, 1 when --help/--version was printed (exit

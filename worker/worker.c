@@ -265,6 +265,7 @@ static void on_assign(worker_t *w, const dmri_msg_task_assign_t *a, double now) 
     }
     t->store = w->store;
     t->data_dir = w->o->data_dir;
+    t->s3 = w->o->use_s3 ? &w->o->s3 : NULL;
     t->generation = w->generation;
     if (t->kind == DMRI_TASK_KIND_LOAD) {
         dmri_pool_submit(w->pool, &t->item);

@@ -121,7 +121,7 @@ static int run_load(dmri_wtask_t *t) {
     dmri_info_t info;
     dmri_chunk_t *raw = NULL;
     int nraw = 0;
-    int rc = dmri_chunk_load(t->subject, t->data_dir, t->b0_threshold, (t->flags & 1) != 0,
+    int rc = dmri_chunk_load(t->subject, t->data_dir, t->s3, t->b0_threshold, (t->flags & 1) != 0,
                              t->slab_slices, t->vols_per_task, &info, &raw, &nraw, &t->err);
     if (rc != 0)
         return rc;

@@ -35,6 +35,7 @@ typedef struct dmri_wtask {
     /* run context, set before submitting */
     dmri_wstore_t *store;
     const char *data_dir;
+    const dmri_s3_source_t *s3;   /* NULL unless the worker reads from S3 */
     uint64_t generation;          /* store generation at assignment */
     /* results, set by the compute thread */
     int rc;                       /* 0, DMRI_ECANCEL if the store was cleared, or an error */

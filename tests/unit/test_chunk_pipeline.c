@@ -302,7 +302,7 @@ static int run_chunked(const char *subj_dir, const variant_t *v, int save_den,
     dmri_info_t loaded, info;
     dmri_chunk_t *raw = NULL;
     int nraw = 0, ran = 0;
-    if (dmri_chunk_load(subj_dir, NULL, 10.0, v->skip_denoise, v->slab_slices, v->vols_per_task,
+    if (dmri_chunk_load(subj_dir, NULL, NULL, 10.0, v->skip_denoise, v->slab_slices, v->vols_per_task,
                         &loaded, &raw, &nraw, &err) != 0) {
         fprintf(stderr, "%s: load: %s\n", v->label, err.msg);
         failures++;

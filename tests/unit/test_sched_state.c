@@ -293,7 +293,7 @@ static void test_subject_graph(void) {
     dmri_info_t info;
     dmri_chunk_t *raw = NULL;
     int nraw = 0;
-    CHECK(dmri_chunk_load(dir, NULL, 10.0, 0, 4, 4, &info, &raw, &nraw, &err) == 0);
+    CHECK(dmri_chunk_load(dir, NULL, NULL, 10.0, 0, 4, 4, &info, &raw, &nraw, &err) == 0);
     uint8_t *blob = NULL;
     size_t blob_len = 0;
     CHECK(dmri_info_encode(&info, &blob, &blob_len) == 0);

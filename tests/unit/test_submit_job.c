@@ -164,7 +164,7 @@ int main(void) {
     dmri_info_t info;
     dmri_chunk_t *raw;
     int nraw;
-    if (dmri_chunk_load(subj, NULL, 10.0, 0, slab, vpt, &info, &raw, &nraw, &err) != 0) {
+    if (dmri_chunk_load(subj, NULL, NULL, 10.0, 0, slab, vpt, &info, &raw, &nraw, &err) != 0) {
         fprintf(stderr, "load: %s\n", err.msg);
         return 1;
     }
