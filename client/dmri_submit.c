@@ -90,6 +90,9 @@ typedef struct {
     double heartbeat_s;
     double accepted_at, done_at; /* bench timings */
     int stop;                   /* the scheduler left or was lost: end the loop */
+    int forgotten;              /* the scheduler says we are not registered (it restarted) */
+    uint64_t next_request;      /* request ids of resubmissions */
+    int reconnects;
 } client_t;
 
 /* --- output: everything goes through here so the progress block is erased
@@ -330,6 +333,10 @@ static void handle(client_t *c, dmri_msg_t *m, dmri_payload_t *payload) {
         break;
     }
     case DMRI_MSG_ERROR:
+        if (strstr(m->u.error.error, "not registered")) {
+            c->forgotten = 1; /* a restarted scheduler: register again */
+            break;
+        }
         complain(c, "dmri-submit: scheduler error: %s\n", m->u.error.error);
         break;
     default: break; /* HEARTBEAT, a repeated WELCOME: only liveness */
@@ -349,7 +356,8 @@ static int drain(client_t *c, int welcomed, int *got_welcome, uint64_t *heartbea
         if (rc == DMRI_ECANCEL)
             break;
         handled++;
-        c->last_heard = now_s();
+        if (rc != 0 || m.type != DMRI_MSG_ERROR)
+            c->last_heard = now_s(); /* an ERROR is no sign that our registration lives */
         if (rc == DMRI_EUNSUP) {
             complain(c, "dmri-submit: the scheduler speaks another protocol: %s\n", err.msg);
             fail_all(c, "protocol version mismatch with the scheduler");
@@ -445,8 +453,7 @@ static int connect_scheduler(client_t *c) {
     return 0;
 }
 
-/* HELLO, then wait for WELCOME. Returns 0 when welcomed, else an exit code. */
-static int handshake(client_t *c) {
+static int send_hello(client_t *c) {
     char host[256] = "localhost", name[DMRI_PROTO_MAX_STR];
     if (gethostname(host, sizeof host) != 0)
         snprintf(host, sizeof host, "localhost");
@@ -457,7 +464,12 @@ static int handshake(client_t *c) {
     m.u.hello.role = "client";
     m.u.hello.name = name;
     m.u.hello.pid = (uint64_t)getpid();
-    if (send_msg(c, &m) != 0)
+    return send_msg(c, &m);
+}
+
+/* HELLO, then wait for WELCOME. Returns 0 when welcomed, else an exit code. */
+static int handshake(client_t *c) {
+    if (send_hello(c) != 0)
         return 1;
     double deadline = now_s() + c->o->timeout;
     int welcomed = 0;
@@ -489,10 +501,13 @@ static int handshake(client_t *c) {
 static int submit_all(client_t *c) {
     for (int i = 0; i < c->njobs; i++) {
         dmri_submit_job_t *j = &c->jobs[i];
+        if (j->state != DMRI_SUBMIT_JOB_SENT)
+            continue;
         dmri_msg_t m;
         dmri_msg_init(&m, DMRI_MSG_SUBMIT);
         m.u.submit.request = j->request;
         m.u.submit.subject = j->subject;
+        m.u.submit.resume = j->resume;
         m.u.submit.b0_threshold = c->o->b0_threshold;
         m.u.submit.flags = c->bench ? FLAG_NOOP
                                     : (uint64_t)(c->o->skip_denoise ? FLAG_SKIP_DENOISE : 0) |
@@ -502,6 +517,53 @@ static int submit_all(client_t *c) {
         j->sent_at = now_s();
     }
     return 0;
+}
+
+/* The scheduler went silent or forgot us (crash, restart): register again
+ * under the same name and submit the unfinished subjects again, each naming
+ * the job it continues (a scheduler with --state-dir resumes it; without,
+ * it is run anew). Gives up when nothing is heard for --timeout. Returns 0
+ * when back, 1 when the jobs were failed, or an exit code for a signal. */
+static int rejoin(client_t *c, const char *why) {
+    c->reconnects++;
+    say(c, "dmri-submit: %s; registering again with %s\n", why, c->o->scheduler);
+    double give_up = c->last_heard + c->o->timeout, next_hello = 0;
+    int welcomed = 0;
+    uint64_t hb_ms = 0;
+    while (!welcomed && !c->stop) {
+        double t = now_s();
+        if (t > give_up) {
+            char msg[DMRI_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "lost contact with the scheduler at %s (nothing heard for %.0f s)",
+                     c->o->scheduler, t - c->last_heard);
+            fail_all(c, msg);
+            return 1;
+        }
+        if (t >= next_hello) {
+            send_hello(c);
+            next_hello = t + 1.0;
+        }
+        int r = wait_input(c, POLL_MS);
+        if (r < 0)
+            return exit_for_signal(c);
+        if (r > 0)
+            drain(c, 0, &welcomed, &hb_ms);
+    }
+    if (c->stop)
+        return 1;
+    c->forgotten = 0;
+    c->heartbeat_s = hb_ms >= 100 && hb_ms <= 60000 ? (double)hb_ms / 1000 : 1.0;
+    c->last_heard = now_s();
+    c->next_heartbeat = c->last_heard + c->heartbeat_s;
+    for (int i = 0; i < c->njobs; i++)
+        if (dmri_submit_job_active(&c->jobs[i])) {
+            dmri_submit_job_restart(&c->jobs[i], c->next_request++);
+            say(c, "dmri-submit: subject %s: submitted again (was job %" PRIu64 ")\n",
+                c->jobs[i].name, c->jobs[i].resume);
+        }
+    c->dirty = 1;
+    return submit_all(c) == 0 ? 0 : 1;
 }
 
 /* The main loop: until every job has ended. Returns 0, or an exit code for
@@ -517,6 +579,18 @@ static int run_loop(client_t *c) {
         if (t >= c->next_heartbeat) {
             send_heartbeat(c);
             c->next_heartbeat = t + c->heartbeat_s;
+        }
+        /* Silent for several heartbeats (and ZeroMQ's own 5 s link
+         * timeout), or told we are unknown: the scheduler restarted. */
+        double silent_limit = 6 * c->heartbeat_s > 6.0 ? 6 * c->heartbeat_s : 6.0;
+        if (!c->bench && (c->forgotten || t - c->last_heard > silent_limit)) {
+            int rj = rejoin(c, c->forgotten ? "the scheduler no longer knows us (it restarted)"
+                                            : "no word from the scheduler");
+            if (rj > 1)
+                return rj;
+            if (rj == 1)
+                break;
+            continue;
         }
         if (t - c->last_heard > c->o->timeout) {
             char msg[DMRI_ERR_MSG_MAX];
@@ -600,6 +674,7 @@ int main(int argc, char **argv) {
         c.jobs = dmri_calloc((size_t)o.nsubjects, sizeof *c.jobs);
         for (int i = 0; i < o.nsubjects; i++)
             dmri_submit_job_init(&c.jobs[i], o.subjects[i], (uint64_t)i, o.save_denoised);
+        c.next_request = (uint64_t)c.njobs + 1;
     }
 
     int code = connect_scheduler(&c) != 0 ? 1 : 0;

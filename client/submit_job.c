@@ -271,3 +271,18 @@ void dmri_submit_job_close(dmri_submit_job_t *j) {
     j->want = NULL;
     j->nwant = 0;
 }
+
+void dmri_submit_job_restart(dmri_submit_job_t *j, uint64_t request) {
+    if (!dmri_submit_job_active(j))
+        return;
+    dmri_submit_job_close(j); /* chunks of the old job id are of no use */
+    j->state = DMRI_SUBMIT_JOB_SENT;
+    j->request = request;
+    j->resume = j->job;
+    j->job = 0;
+    j->done = j->total = 0;
+    j->step[0] = '\0';
+    j->decile = -1;
+    j->decile_total = 0;
+    j->bytes = 0;
+}

@@ -30,6 +30,7 @@ typedef struct {
     char name[256];                /* output folder name: the info chunk's, else from arg */
     dmri_submit_job_state_t state;
     uint64_t request, job;
+    uint64_t resume;               /* the job this one continues after a reconnect, or 0 */
     double sent_at;                /* when SUBMIT was sent (monotonic seconds) */
     int save_denoised;
     uint64_t done, total;          /* last PROGRESS */
@@ -68,6 +69,11 @@ int dmri_submit_job_finish(dmri_submit_job_t *j, const char *out_root, const cha
 /* Mark the job failed with a message (ignored if it already ended) and
  * release its chunks. Returns 1 if the state changed. */
 int dmri_submit_job_fail(dmri_submit_job_t *j, const char *msg);
+
+/* The scheduler was lost and is back: forget what arrived for the old job
+ * and wait for a new ACCEPTED under `request` (j->resume = the old job id,
+ * sent in SUBMIT so a scheduler with a journal knows it). No-op if ended. */
+void dmri_submit_job_restart(dmri_submit_job_t *j, uint64_t request);
 
 /* 1 while the job may still change (SENT or RUNNING). */
 int dmri_submit_job_active(const dmri_submit_job_t *j);

@@ -23,6 +23,9 @@ static void usage(FILE *f) {
             "  --client-timeout S     a silent client is gone after S seconds (default 60)\n"
             "  --slab-slices N        NL-means/fit chunk thickness in z (default 16)\n"
             "  --vols-per-task N      volumes per NL-means task (default 8)\n"
+            "  --state-dir DIR        journal submitted subjects in DIR: after a crash and\n"
+            "                         a restart with the same DIR, clients resume their\n"
+            "                         unfinished subjects and job ids are never reused\n"
             "  --quiet                no log lines\n"
             "  --version, --help\n"
             "Stops cleanly on SIGTERM/SIGINT, telling workers and clients.\n");
@@ -44,7 +47,7 @@ int main(int argc, char **argv) {
     dmri_server_opts_t o;
     dmri_server_opts_default(&o);
     enum { O_HOST = 256, O_PORT, O_PID, O_PORTFILE, O_WT, O_CT, O_SLAB, O_VPT, O_QUIET, O_VER,
-           O_HELP };
+           O_HELP, O_STATE };
     static const struct option opts[] = {{"host", required_argument, 0, O_HOST},
                                          {"port", required_argument, 0, O_PORT},
                                          {"pid-file", required_argument, 0, O_PID},
@@ -54,6 +57,7 @@ int main(int argc, char **argv) {
                                          {"slab-slices", required_argument, 0, O_SLAB},
                                          {"vols-per-task", required_argument, 0, O_VPT},
                                          {"quiet", no_argument, 0, O_QUIET},
+                                         {"state-dir", required_argument, 0, O_STATE},
                                          {"version", no_argument, 0, O_VER},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
@@ -86,6 +90,7 @@ int main(int argc, char **argv) {
             o.sched.vols_per_task = (int)v;
             break;
         case O_QUIET: o.quiet = 1; break;
+        case O_STATE: o.state_dir = optarg; break;
         case O_VER: printf("dmri-scheduler %s\n", dmri_version()); return 0;
         case 'h':
         case O_HELP: usage(stdout); return 0;

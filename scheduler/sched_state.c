@@ -62,6 +62,7 @@ typedef struct {
     double t_submit, last_progress;
     double compute[DMRI_TASK_NKINDS + 1]; /* last slot: LOAD */
     char workers_used[1024];
+    int journaled;     /* recorded in the journal: its end must be recorded too */
     /* no-op benchmark */
     int noop;
     uint64_t noop_total, noop_next, noop_done;
@@ -122,6 +123,8 @@ struct dmri_sched {
     relay_t *relays;
     int nrelays, caprelays;
     dmri_sched_stats_t stats;
+    dmri_journal_t *journal;  /* NULL without --state-dir */
+    double orphans_until;     /* unresumed journal jobs are dropped after this */
 };
 
 /* ---- small helpers ---- */
@@ -259,7 +262,18 @@ static void job_free(job_t *j) {
 
 /* Forget a job: release every chunk it has on workers. Tasks still running
  * report later; their outputs are released then (unknown job). */
+/* The job's end, made durable before the client hears of it. */
+static void journal_end(dmri_sched_t *s, job_t *j, char what) {
+    if (!s->journal || !j->journaled)
+        return;
+    dmri_err_t err = {0};
+    if (dmri_journal_ended(s->journal, what, j->id, &err) != 0)
+        slog(s, "WARNING: %s", err.msg);
+    j->journaled = 0;
+}
+
 static void job_remove(dmri_sched_t *s, job_t *j) {
+    journal_end(s, j, 'C');
     for (int k = 0; k < j->nkeys; k++)
         for (int h = 0; h < j->keys[k].nholders; h++)
             send_release(s, j->keys[k].holders[h], j->keys[k].name);
@@ -286,6 +300,7 @@ static void job_fail(dmri_sched_t *s, job_t *j, const char *fmt, ...) {
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     slog(s, "job %llu (%s) FAILED: %s", (unsigned long long)j->id, j->subject, text);
+    journal_end(s, j, 'F');
     client_t *c = &s->clients[j->client];
     if (c->alive) {
         dmri_msg_t m;
@@ -502,6 +517,7 @@ static void job_finish(dmri_sched_t *s, job_t *j) {
             snprintf(summary + n, sizeof summary - (size_t)n, "}}");
     }
     slog(s, "job %llu (%s) done in %.2f s", (unsigned long long)j->id, j->subject, wall);
+    journal_end(s, j, 'D');
     progress(s, j, 1);
     client_t *c = &s->clients[j->client];
     if (c->alive) {
@@ -871,6 +887,21 @@ static void on_hello(dmri_sched_t *s, const uint8_t *peer, size_t n, const char 
     }
 }
 
+/* A client that lost the scheduler submits its unfinished subjects again
+ * with `resume` = the old job id: say what happened to it. */
+static void note_resume(dmri_sched_t *s, const job_t *j, uint64_t old) {
+    dmri_journal_t *jn = s->journal;
+    for (int i = 0; jn && i < jn->nunfinished; i++)
+        if (jn->unfinished[i].job == old && strcmp(jn->unfinished[i].subject, j->subject) == 0) {
+            slog(s, "job %llu resumes job %llu (%s), unfinished when the scheduler stopped",
+                 (unsigned long long)j->id, (unsigned long long)old, j->subject);
+            jn->unfinished[i] = jn->unfinished[--jn->nunfinished];
+            return;
+        }
+    slog(s, "job %llu continues job %llu (%s), which this scheduler does not know: run anew",
+         (unsigned long long)j->id, (unsigned long long)old, j->subject);
+}
+
 static void on_submit(dmri_sched_t *s, int cslot, const dmri_msg_submit_t *sub) {
     client_t *c = &s->clients[cslot];
     job_t *j = dmri_calloc(1, sizeof(job_t));
@@ -882,6 +913,13 @@ static void on_submit(dmri_sched_t *s, int cslot, const dmri_msg_submit_t *sub) 
     j->t_submit = now(s);
     j->load.worker = -1;
     dmri_strmap_init(&j->keymap);
+    if (!dmri_journal_text_ok(sub->subject)) {
+        send_error(s, c->ident, c->ident_len,
+                   "SUBMIT: the subject must be a non-empty name or path without control "
+                   "characters");
+        job_free(j);
+        return;
+    }
     if (sub->flags & 4) {
         char *end;
         unsigned long long n = strtoull(sub->subject, &end, 10);
@@ -901,6 +939,24 @@ static void on_submit(dmri_sched_t *s, int cslot, const dmri_msg_submit_t *sub) 
     } else {
         j->load.state = T_WAITING;
         j->state = J_LOADING;
+    }
+    if (sub->resume)
+        note_resume(s, j, sub->resume);
+    if (s->journal && !j->noop) {
+        /* Durable before ACCEPTED: an acknowledged subject survives a crash. */
+        dmri_journal_job_t r = {.job = j->id, .flags = j->flags, .b0_threshold = j->b0_threshold,
+                                .resumes = sub->resume};
+        snprintf(r.client, sizeof r.client, "%s", c->name);
+        snprintf(r.subject, sizeof r.subject, "%s", j->subject);
+        dmri_err_t err = {0};
+        if (dmri_journal_submitted(s->journal, &r, &err) != 0) {
+            slog(s, "refusing %s: %s", j->subject, err.msg);
+            send_error(s, c->ident, c->ident_len, "SUBMIT %.200s: the scheduler cannot record "
+                       "it in its journal: %.200s", j->subject, err.msg);
+            job_free(j);
+            return;
+        }
+        j->journaled = 1;
     }
     s->jobs = dmri_realloc(s->jobs, (size_t)(s->njobs + 1) * sizeof(job_t *));
     s->jobs[s->njobs++] = j;
@@ -1276,6 +1332,16 @@ void dmri_sched_on_data_missing(dmri_sched_t *s, uint64_t request) {
 
 void dmri_sched_tick(dmri_sched_t *s) {
     double t = now(s);
+    dmri_journal_t *jn = s->journal;
+    if (jn && jn->nunfinished > 0 && t > s->orphans_until) {
+        for (int i = 0; i < jn->nunfinished; i++) {
+            slog(s, "job %llu (%s) of %s was not resumed by its client within %.0f s: dropped",
+                 (unsigned long long)jn->unfinished[i].job, jn->unfinished[i].subject,
+                 jn->unfinished[i].client, s->o.client_timeout);
+            dmri_journal_ended(jn, 'C', jn->unfinished[i].job, NULL);
+        }
+        jn->nunfinished = 0;
+    }
     for (int i = 0; i < s->nworkers; i++)
         if (s->workers[i].alive && t - s->workers[i].last_heard > s->o.worker_timeout) {
             char why[64];
@@ -1288,6 +1354,20 @@ void dmri_sched_tick(dmri_sched_t *s) {
     for (int ji = 0; ji < s->njobs; ji++)
         if (!s->jobs[ji]->noop)
             progress(s, s->jobs[ji], 0);
+}
+
+void dmri_sched_attach_journal(dmri_sched_t *s, dmri_journal_t *jn) {
+    s->journal = jn;
+    if (jn->max_job > s->next_job_id)
+        s->next_job_id = jn->max_job; /* ids never reused: stale chunks cannot match */
+    s->orphans_until = now(s) + s->o.client_timeout;
+    if (jn->torn)
+        slog(s, "journal %s: %d damaged line(s) ignored (a write cut by a crash)", jn->path,
+             jn->torn);
+    for (int i = 0; i < jn->nunfinished; i++)
+        slog(s, "journal: job %llu (%s) of %s was unfinished; waiting %.0f s for its client",
+             (unsigned long long)jn->unfinished[i].job, jn->unfinished[i].subject,
+             jn->unfinished[i].client, s->o.client_timeout);
 }
 
 void dmri_sched_shutdown(dmri_sched_t *s, const char *reason) {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "journal.h"
 #include "proto.h"
 
 typedef struct {
@@ -69,6 +70,12 @@ void dmri_sched_on_data_missing(dmri_sched_t *s, uint64_t request);
 
 /* Timers: call a few times per second. */
 void dmri_sched_tick(dmri_sched_t *s);
+
+/* --state-dir: record submissions and their ends in `jn` (opened and
+ * replayed by the caller); job ids continue after the journal's highest, and
+ * its unfinished jobs wait client_timeout for their clients to resume them
+ * (SUBMIT with `resume`). */
+void dmri_sched_attach_journal(dmri_sched_t *s, dmri_journal_t *jn);
 
 /* Shutting down: BYE to every peer. */
 void dmri_sched_shutdown(dmri_sched_t *s, const char *reason);

@@ -196,6 +196,11 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     memset(&sv, 0, sizeof sv);
     sv.o = o;
     dmri_strmap_init(&sv.fetch_index);
+    dmri_journal_t journal = {.fd = -1, .lock_fd = -1};
+    if (o->state_dir && dmri_journal_open(&journal, o->state_dir, err) != 0) {
+        dmri_strmap_close(&sv.fetch_index);
+        return err ? err->code : DMRI_EIO;
+    }
     sv.zctx = zmq_ctx_new();
     sv.router = zmq_socket(sv.zctx, ZMQ_ROUTER);
     dmri_proto_socket_setup(sv.router, 1, (int64_t)DMRI_PROTO_MAX_HEADER + (1 << 20), err);
@@ -206,6 +211,7 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
         zmq_close(sv.router);
         zmq_ctx_term(sv.zctx);
         dmri_strmap_close(&sv.fetch_index);
+        dmri_journal_close(&journal);
         return dmri_err_set(err, DMRI_EIO, "cannot listen on %s: %s", endpoint, zmq_strerror(e));
     }
     char bound[512];
@@ -231,6 +237,13 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     snprintf(line, sizeof line, "listening on %s (protocol version %d)", bound,
              DMRI_PROTO_VERSION);
     log_line(&sv, line);
+    if (o->state_dir) {
+        snprintf(line, sizeof line, "state dir %.500s: journal of %d unfinished subject(s), "
+                 "job ids from %llu", o->state_dir, journal.nunfinished,
+                 (unsigned long long)journal.max_job + 1);
+        log_line(&sv, line);
+        dmri_sched_attach_journal(sv.sched, &journal);
+    }
     if (strcmp(o->host, "127.0.0.1") == 0 || strcmp(o->host, "localhost") == 0)
         log_line(&sv, "loopback only: workers on other machines need --host 0.0.0.0 (or an "
                       "address of this machine); clients can use ssh -L 8786:127.0.0.1:8786");
@@ -306,6 +319,7 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     zmq_setsockopt(sv.router, ZMQ_LINGER, &linger, sizeof linger);
     dmri_free(items);
     dmri_sched_destroy(&sv.sched);
+    dmri_journal_close(&journal);
     for (int i = 0; i < sv.nfetch; i++)
         zmq_close(sv.fetch[i]);
     dmri_free(sv.fetch);

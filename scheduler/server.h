@@ -13,6 +13,7 @@ typedef struct {
     int port;                /* 8786 */
     const char *pid_file;    /* written once listening; NULL for none */
     const char *port_file;   /* the bound port, written once listening (tests) */
+    const char *state_dir;   /* --state-dir: the crash journal lives here; NULL for none */
     int quiet;               /* no log lines */
     dmri_sched_opts_t sched;
 } dmri_server_opts_t;
