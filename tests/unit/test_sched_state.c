@@ -416,8 +416,88 @@ static void test_subject_graph(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* --state-dir: a submission is journaled before ACCEPTED, a client leaving
+ * cancels it (journaled), a resubmission after a restart names the job it
+ * resumes, job ids continue after the journal's, control characters in a
+ * subject are refused. */
+static void read_journal(const char *dir, char *buf, size_t bufsz) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, bufsz - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+}
+
+static void test_journal(void) {
+    char dir[] = "/tmp/dmri-test-schedj-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    dmri_err_t err = {0};
+    dmri_journal_t jn;
+    CHECK_INT(dmri_journal_open(&jn, dir, &err), 0);
+    dmri_sched_t *s = fresh();
+    dmri_sched_attach_journal(s, &jn);
+    hello(s, "client-1", "client", "");
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_SUBMIT);
+    m.u.submit.request = 7;
+    m.u.submit.subject = "/data/100307";
+    deliver(s, "client-1", &m);
+    sent_t *acc = last(DMRI_MSG_ACCEPTED, "client-1");
+    CHECK(acc != NULL);
+    char text[4096];
+    read_journal(dir, text, sizeof text);
+    CHECK(strstr(text, "S\t1\t0\t10\t0\tclient-1\t/data/100307\n") != NULL);
+    m.u.submit.subject = "bad\nS\t5\tx";
+    deliver(s, "client-1", &m);
+    CHECK(last(DMRI_MSG_ERROR, "client-1") && strstr(last(DMRI_MSG_ERROR, "client-1")->text,
+                                                     "control characters"));
+    /* the client leaves: its job is cancelled, and the journal says so */
+    dmri_msg_init(&m, DMRI_MSG_BYE);
+    m.u.bye.reason = "bye";
+    deliver(s, "client-1", &m);
+    read_journal(dir, text, sizeof text);
+    CHECK(strstr(text, "C\t1\n") != NULL);
+    dmri_sched_destroy(&s);
+    dmri_journal_close(&jn);
+
+    /* a crash: an unfinished job in the journal, then a restart */
+    char path[300];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    FILE *f = fopen(path, "a");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("S\t4\t0\t10\t0\tclient-2\t/data/100408\n", f);
+        fclose(f);
+    }
+    CHECK_INT(dmri_journal_open(&jn, dir, &err), 0);
+    CHECK_INT(jn.nunfinished, 1);
+    s = fresh();
+    dmri_sched_attach_journal(s, &jn);
+    hello(s, "client-2", "client", "");
+    dmri_msg_init(&m, DMRI_MSG_SUBMIT);
+    m.u.submit.request = 9;
+    m.u.submit.subject = "/data/100408";
+    m.u.submit.resume = 4;
+    deliver(s, "client-2", &m);
+    acc = last(DMRI_MSG_ACCEPTED, "client-2");
+    CHECK(acc && acc->job == 5); /* after the journal's highest id */
+    CHECK_INT(jn.nunfinished, 0);  /* matched: no longer waiting */
+    read_journal(dir, text, sizeof text);
+    CHECK(strstr(text, "S\t5\t0\t10\t4\tclient-2\t/data/100408\n") != NULL);
+    dmri_sched_destroy(&s);
+    dmri_journal_close(&jn);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 int main(void) {
     test_registration();
+    test_journal();
     test_noop_with_loss();
     test_subject_graph();
     if (failures)
