@@ -179,7 +179,8 @@ static pthread_mutex_t g_walk_mutex = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t evict_for(const dmri_s3_cache_t *c, uint64_t need) {
     pthread_mutex_lock(&g_walk_mutex);
     nftw(c->dir, walk_fn, 16, FTW_PHYS);
-    qsort(g_walk.v, g_walk.n, sizeof *g_walk.v, older_first);
+    if (g_walk.n > 1)
+        qsort(g_walk.v, g_walk.n, sizeof *g_walk.v, older_first);
     for (size_t i = 0; i < g_walk.n && g_walk.total + need > c->limit; i++) {
         char ep[DMRI_S3_CACHE_PATH_MAX + 8];
         snprintf(ep, sizeof ep, "%s%s", g_walk.v[i].path, ETAG_SUFFIX);

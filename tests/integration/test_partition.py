@@ -74,7 +74,7 @@ def main():
     cluster = None
     try:
         setup_net()
-        subj = [phantom(b, os.path.join(tmp, f"s{i}"), "--shape", "48", "52", "40", "--dirs", "24",
+        subj = [phantom(b, os.path.join(tmp, f"s{i}"), "--shape", "40", "44", "32", "--dirs", "16",
                         "--b0", "3", "--seed", str(40 + i)) for i in range(3)]
         refs = [dmri_run(b, s, os.path.join(tmp, "ref")) for s in subj]
 

@@ -44,7 +44,7 @@ def main():
     try:
         small = phantom(b, os.path.join(tmp, "subjA"), "--shape", "20", "22", "14", "--dirs", "10",
                         "--b0", "2", "--seed", "31")
-        big = phantom(b, os.path.join(tmp, "subjB"), "--shape", "56", "60", "44", "--dirs", "30",
+        big = phantom(b, os.path.join(tmp, "subjB"), "--shape", "44", "48", "36", "--dirs", "24",
                       "--b0", "3", "--seed", "32")
         ref_a = dmri_run(b, small, os.path.join(tmp, "ref"))
         ref_b = dmri_run(b, big, os.path.join(tmp, "ref"))
