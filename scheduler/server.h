@@ -14,6 +14,8 @@ typedef struct {
     const char *pid_file;    /* written once listening; NULL for none */
     const char *port_file;   /* the bound port, written once listening (tests) */
     int quiet;               /* no log lines */
+    int64_t max_msg;         /* ZMQ_MAXMSGSIZE of port 8786 (DMRI_PROTO_DEFAULT_MAX_MSG) */
+    int64_t max_chunk;       /* ... of the sockets fetching chunks from workers */
     dmri_sched_opts_t sched;
 } dmri_server_opts_t;
 

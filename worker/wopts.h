@@ -23,6 +23,8 @@ typedef struct {
     const char *data_dir;    /* --data-dir, default $DMRI_DATA_DIR or "." */
     const char *pid_file;    /* --pid-file or NULL */
     const char *log_file;    /* --log-file or NULL (stderr) */
+    uint64_t max_msg;        /* --max-message-size: frames on the peer socket */
+    uint64_t max_chunk;      /* --max-chunk-size: frames arriving from peers */
 } dmri_wopts_t;
 
 /* Parse argv. Returns 0 to run, 1 when --help/--version was printed (exit
