@@ -303,6 +303,15 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
             last_tick = t;
         }
     }
+    dmri_sched_stats_t st;
+    dmri_sched_stats(sv.sched, &st);
+    snprintf(line, sizeof line,
+             "stats: %llu malformed, %llu ignored from banned peers, %llu peers banned, "
+             "%llu submits refused, %llu tasks done",
+             (unsigned long long)st.malformed, (unsigned long long)st.ignored,
+             (unsigned long long)st.peers_banned, (unsigned long long)st.submits_refused,
+             (unsigned long long)st.tasks_done);
+    log_line(&sv, line);
     log_line(&sv, "shutting down: telling workers and clients");
     dmri_sched_shutdown(sv.sched, "scheduler shutting down");
     /* Keep the connections up a moment so that peers read the BYE before
