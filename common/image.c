@@ -59,6 +59,15 @@
 
 static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
 
+/* Largest image (in its stored form) a read accepts: the header's dims are
+ * checked against it before anything is allocated. A file's size bounds what
+ * its header can honestly claim, but a stream (a pipe from S3) has no size. */
+static _Atomic size_t max_image_bytes = DMRI_IMAGE_MAX_BYTES;
+
+void dmri_image_set_max_bytes(size_t bytes) {
+    max_image_bytes = bytes ? bytes : DMRI_IMAGE_MAX_BYTES;
+}
+
 /* niftilib prints diagnostics to stderr at its default debug level 1; a
  * library must not, and we report every failure ourselves. */
 static void quiet_niftilib(void) { nifti_set_debug_level(0); }
@@ -155,6 +164,24 @@ typedef struct {
     int datatype;
     double slope, inter;
 } raw_header_t;
+
+/* The reader's size cap (dmri_image_set_max_bytes), checked right before the
+ * data buffer is allocated — after the file-size checks, whose messages say
+ * more when the input is a file. */
+static int check_max_bytes(const char *dname, const dmri_image_t *img, dmri_err_t *err) {
+    const size_t limit = max_image_bytes;
+    const double stored = (double)img->nx * img->ny * img->nz * img->nv *
+                          (img->store == DMRI_STORE_F32 ? 4.0 : 8.0);
+    if (stored <= (double)limit)
+        return 0;
+    char a[32], b[32];
+    fmt_bytes(a, sizeof a, (unsigned long long)stored);
+    fmt_bytes(b, sizeof b, (unsigned long long)limit);
+    return dmri_err_set(err, DMRI_ERANGE,
+                        "%s: header claims %d x %d x %d x %d voxels (%s in memory), more than "
+                        "the reader's limit of %s",
+                        dname, img->nx, img->ny, img->nz, img->nv, a, b);
+}
 
 /* Read the first bytes of `path` ourselves to give precise messages (gzip
  * damage, too short, not NIfTI, bad dims) that niftilib would only print. */
@@ -606,6 +633,10 @@ static int read_data_isal(const char *dname, igz_t *g, size_t consumed, const ni
      * early fails without touching gigabytes. */
     prefault_t pf = {.running = 0};
     size_t got = 0;
+    if (skipped == offset && (rc = check_max_bytes(dname, img, err)) != 0) {
+        dmri_free(scratch);
+        return rc;
+    }
     if (skipped == offset) {
         img->data = dmri_aligned_alloc(nval * osz);
         prefault_start(&pf, img->data, nval * osz);
@@ -771,6 +802,10 @@ static int read_data_gz(const char *dname, gzFile f, int stat_size, const nifti_
         }
     }
 
+    if ((rc = check_max_bytes(dname, img, err)) != 0) {
+        gzclose(f);
+        return rc;
+    }
     img->data = dmri_aligned_alloc(nval * osz);
     prefault_t pf;
     prefault_start(&pf, img->data, nval * osz);
@@ -1036,6 +1071,21 @@ int dmri_image_read_fd(const char *name, int fd, dmri_image_t *img, dmri_err_t *
     double slope = 1.0, inter = 0.0;
     if ((rc = image_from_nim(name, nim, &rh, img, &slope, &inter, err)) != 0)
         goto out;
+    /* A descriptor on a regular file has a size: refuse a header claiming
+     * more than deflate's 1032:1 can fit in it before allocating. */
+    struct stat st;
+    const unsigned long long want = (unsigned long long)img->nx * img->ny * img->nz * img->nv *
+                                    dmri_image_datatype_size(img->datatype);
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        want / 1032 > (unsigned long long)st.st_size) {
+        char a[32], b[32];
+        fmt_bytes(a, sizeof a, want);
+        fmt_bytes(b, sizeof b, (unsigned long long)st.st_size);
+        rc = dmri_err_set(err, DMRI_EFORMAT,
+                          "%s: header claims %s of data, more than a %s gzip file can hold", name,
+                          a, b);
+        goto out;
+    }
 #ifdef DMRI_HAVE_ISAL
     if (use_isal)
         rc = read_data_isal(name, g, got, nim, img, slope, inter, err);

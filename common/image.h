@@ -43,6 +43,16 @@ int dmri_image_read(const char *path, dmri_image_t *img, dmri_err_t *err);
  * to the end of the gzip stream on success. */
 int dmri_image_read_fd(const char *name, int fd, dmri_image_t *img, dmri_err_t *err);
 
+/* Default of the largest image a read accepts, in its stored form (float32 or
+ * float64): an HCP subject is 4.2 GB as float32; 7T or scaled data (float64)
+ * a few times that. A header claiming more fails with DMRI_ERANGE before
+ * anything is allocated — for a stream (a pipe) this is the only bound. */
+#define DMRI_IMAGE_MAX_BYTES ((size_t)64 << 30)
+
+/* Change that limit for the whole process (0: back to the default); for
+ * callers with less memory, and the fuzz harness. Thread-safe (atomic). */
+void dmri_image_set_max_bytes(size_t bytes);
+
 /* Free the data; safe to call twice. */
 void dmri_image_close(dmri_image_t *img);
 

@@ -618,3 +618,41 @@ out:
     msgpack_unpacked_destroy(&up);
     return rc;
 }
+
+/* Only DATA and RESULT carry a payload, of exactly `size` bytes (an absent
+ * frame counts as 0 bytes), so callers may trust the two to agree. */
+static int proto_check_payload(const dmri_msg_t *m, int present, size_t size,
+                                   dmri_err_t *err) {
+    uint64_t want;
+    if (m->type == DMRI_MSG_DATA)
+        want = m->u.data.size;
+    else if (m->type == DMRI_MSG_RESULT)
+        want = m->u.result.size;
+    else if (present)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s carries a payload frame (only DATA and RESULT may)",
+                            dmri_msg_type_name(m->type));
+    else
+        return 0;
+    if (want != (uint64_t)size)
+        return dmri_err_set(err, DMRI_EFORMAT, "%s: field 'size' is %llu but the payload is %zu bytes",
+                            dmri_msg_type_name(m->type), (unsigned long long)want, size);
+    return 0;
+}
+
+int dmri_msg_decode_frames(const uint8_t *hdr, size_t hdr_len, size_t nframes, size_t payload_len,
+                           dmri_msg_t *m, int *peer_version, dmri_err_t *err) {
+    dmri_msg_init(m, 0);
+    if (nframes == 0)
+        return dmri_err_set(err, DMRI_EFORMAT, "message has no header frame");
+    if (nframes > 2)
+        return dmri_err_set(err, DMRI_EFORMAT,
+                            "message has %zu frames after the header (at most 1 payload frame)",
+                            nframes - 1);
+    int rc = dmri_msg_decode(hdr, hdr_len, m, peer_version, err);
+    if (rc == 0) {
+        rc = proto_check_payload(m, nframes == 2, nframes == 2 ? payload_len : 0, err);
+        if (rc)
+            dmri_msg_clear(m);
+    }
+    return rc;
+}

@@ -91,6 +91,16 @@ int dmri_msg_encode(const dmri_msg_t *m, uint8_t **buf, size_t *len);
 int dmri_msg_decode(const uint8_t *buf, size_t len, dmri_msg_t *m, int *peer_version,
                     dmri_err_t *err);
 
+/* What a received message means, from its frames (after the ROUTER
+ * identity): `nframes` of them, the first the header (hdr, hdr_len), the
+ * second (if any) a payload of payload_len bytes. Applies the framing rules of
+ * PROTOCOL.md — a header is required, at most one payload frame, only DATA
+ * and RESULT carry one, of exactly `size` bytes — then dmri_msg_decode.
+ * Returns and frees as dmri_msg_decode. This is what dmri_proto_recv calls
+ * and what tests/fuzz/fuzz_proto.c fuzzes: no socket needed. */
+int dmri_msg_decode_frames(const uint8_t *hdr, size_t hdr_len, size_t nframes, size_t payload_len,
+                           dmri_msg_t *m, int *peer_version, dmri_err_t *err);
+
 /* Free what dmri_msg_decode allocated; m becomes an empty message of type 0. */
 void dmri_msg_clear(dmri_msg_t *m);
 

@@ -84,26 +84,6 @@ fail:
     return dmri_err_set(err, DMRI_EIO, "send %s: %s", name, zmq_strerror(e));
 }
 
-/* Only DATA and RESULT carry a payload, of exactly `size` bytes (an absent
- * frame counts as 0 bytes), so callers may trust the two to agree. */
-static int transport_check_payload(const dmri_msg_t *m, int present, size_t size,
-                                   dmri_err_t *err) {
-    uint64_t want;
-    if (m->type == DMRI_MSG_DATA)
-        want = m->u.data.size;
-    else if (m->type == DMRI_MSG_RESULT)
-        want = m->u.result.size;
-    else if (present)
-        return dmri_err_set(err, DMRI_EFORMAT, "%s carries a payload frame (only DATA and RESULT may)",
-                            dmri_msg_type_name(m->type));
-    else
-        return 0;
-    if (want != (uint64_t)size)
-        return dmri_err_set(err, DMRI_EFORMAT, "%s: field 'size' is %llu but the payload is %zu bytes",
-                            dmri_msg_type_name(m->type), (unsigned long long)want, size);
-    return 0;
-}
-
 int dmri_proto_recv(void *sock, int is_router, uint8_t *ident, size_t *ident_len, dmri_msg_t *m,
                     dmri_payload_t *payload, int *peer_version, dmri_err_t *err) {
     zmq_msg_t f, hdr, pay;
@@ -171,19 +151,12 @@ int dmri_proto_recv(void *sock, int is_router, uint8_t *ident, size_t *ident_len
     if (ident_bad) {
         rc = dmri_err_set(err, DMRI_EFORMAT, "identity frame of %zu bytes (expected 1..%d)",
                           ident_size, DMRI_IDENT_MAX);
-    } else if (!have_hdr) {
-        rc = dmri_err_set(err, DMRI_EFORMAT, "message has no header frame");
-    } else if (extra) {
-        rc = dmri_err_set(err, DMRI_EFORMAT,
-                          "message has %zu frames after the header (at most 1 payload frame)",
-                          extra + 1);
     } else {
-        rc = dmri_msg_decode(zmq_msg_data(&hdr), zmq_msg_size(&hdr), m, peer_version, err);
-        if (rc == 0) {
-            rc = transport_check_payload(m, have_pay, have_pay ? zmq_msg_size(&pay) : 0, err);
-            if (rc)
-                dmri_msg_clear(m);
-        }
+        /* the one decision on what the frames mean, shared with the fuzzer */
+        rc = dmri_msg_decode_frames(have_hdr ? zmq_msg_data(&hdr) : NULL,
+                                    have_hdr ? zmq_msg_size(&hdr) : 0,
+                                    (size_t)have_hdr + (size_t)have_pay + extra,
+                                    have_pay ? zmq_msg_size(&pay) : 0, m, peer_version, err);
     }
     if (rc == 0 && have_pay && payload) {
         zmq_msg_init(&payload->msg);

@@ -14,6 +14,16 @@
 
 #define DMRI_IDENT_MAX 256
 
+/* Default ZMQ_MAXMSGSIZE (a per-frame limit) of the sockets that only receive
+ * control messages (scheduler port 8786, a worker's peer socket): no valid
+ * header frame is larger, and no payload frame is allowed there. */
+#define DMRI_PROTO_DEFAULT_MAX_MSG ((int64_t)DMRI_PROTO_MAX_HEADER)
+/* Default for the sockets that receive chunks (DATA payloads): a full-size
+ * HCP chunk (145x174 x 16 slices x 8 volumes) is 12.9 MB as float32 and
+ * 25.8 MB as float64, a slab of DTI maps 25.8 MB; 1 GiB leaves room for
+ * chunking 40 times coarser (--slab-slices, --vols-per-task). */
+#define DMRI_PROTO_DEFAULT_MAX_CHUNK ((int64_t)1 << 30)
+
 typedef struct {
     zmq_msg_t msg;   /* valid only when present */
     int present;

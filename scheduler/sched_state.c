@@ -10,6 +10,7 @@
 #include "chunks.h"
 #include "dmri_alloc.h"
 #include "graph.h"
+#include "peerguard.h"
 #include "strmap.h"
 #include "transport.h"
 
@@ -125,6 +126,8 @@ struct dmri_sched {
     dmri_sched_stats_t stats;
     dmri_journal_t *journal;  /* NULL without --state-dir */
     double orphans_until;     /* unresumed journal jobs are dropped after this */
+    dmri_peerguard_t *guard;   /* malformed-message strikes and bans */
+    double last_prune;
 };
 
 /* ---- small helpers ---- */
@@ -904,6 +907,36 @@ static void note_resume(dmri_sched_t *s, const job_t *j, uint64_t old) {
 
 static void on_submit(dmri_sched_t *s, int cslot, const dmri_msg_submit_t *sub) {
     client_t *c = &s->clients[cslot];
+    int pending = 0;
+    for (int ji = 0; ji < s->njobs; ji++)
+        pending += s->jobs[ji]->client == cslot;
+    if (s->o.max_pending_per_client > 0 && pending >= s->o.max_pending_per_client) {
+        /* Accepted then failed at once, so the client fails this subject
+         * with the reason and its other subjects go on (an ERROR would not
+         * say which request it answers). Nothing of it is kept. */
+        char why[300];
+        uint64_t id = ++s->next_job_id;
+        s->stats.submits_refused++;
+        snprintf(why, sizeof why,
+                 "refused: this client already has %d subjects pending (scheduler limit "
+                 "--max-pending-per-client %d); submit it again when some have finished",
+                 pending, s->o.max_pending_per_client);
+        dmri_msg_t m;
+        dmri_msg_init(&m, DMRI_MSG_ACCEPTED);
+        m.u.accepted.request = sub->request;
+        m.u.accepted.job = id;
+        m.u.accepted.subject = sub->subject;
+        send_to(s, c->ident, c->ident_len, &m);
+        dmri_msg_init(&m, DMRI_MSG_JOB_FAILED);
+        m.u.job_failed.job = id;
+        m.u.job_failed.error = why;
+        send_to(s, c->ident, c->ident_len, &m);
+        if (s->stats.submits_refused == 1 || s->stats.submits_refused % 1000 == 0)
+            slog(s, "client %s: SUBMIT refused, %d subjects pending (--max-pending-per-client; "
+                 "%llu refused so far)",
+                 c->name, pending, (unsigned long long)s->stats.submits_refused);
+        return;
+    }
     job_t *j = dmri_calloc(1, sizeof(job_t));
     j->id = ++s->next_job_id;
     j->client = cslot;
@@ -1141,6 +1174,12 @@ void dmri_sched_opts_default(dmri_sched_opts_t *o) {
     o->vols_per_task = 8;
     o->max_attempts = 3;
     o->heartbeat_ms = 500;
+    /* the whole HCP release (~1,200 subjects) fits in one dmri-submit */
+    o->max_pending_per_client = 2048;
+    /* a sound peer sends none; a buggy one is noticed, a hostile one muted */
+    o->max_malformed = 100;
+    o->malformed_window = 10.0;
+    o->malformed_ban = 60.0;
 }
 
 dmri_sched_t *dmri_sched_new(const dmri_sched_opts_t *opts, const dmri_sched_io_t *io,
@@ -1150,6 +1189,8 @@ dmri_sched_t *dmri_sched_new(const dmri_sched_opts_t *opts, const dmri_sched_io_
     s->io = *io;
     s->ctx = ctx;
     dmri_strmap_init(&s->peers);
+    s->guard = dmri_peerguard_new(opts->max_malformed, opts->malformed_window,
+                                  opts->malformed_ban);
     return s;
 }
 
@@ -1166,8 +1207,37 @@ void dmri_sched_destroy(dmri_sched_t **ps) {
     dmri_free(s->clients);
     dmri_free(s->relays);
     dmri_strmap_close(&s->peers);
+    dmri_peerguard_destroy(&s->guard);
     dmri_free(s);
     *ps = NULL;
+}
+
+/* One malformed or forbidden message from `peer`: counted; the one that
+ * crosses --max-malformed drops the peer's registration and bans it. */
+static void strike(dmri_sched_t *s, const uint8_t *peer, size_t n, const char *hex,
+                   const char *why) {
+    s->stats.malformed++;
+    if (!dmri_peerguard_strike(s->guard, hex, now(s)))
+        return;
+    s->stats.peers_banned++;
+    int reg;
+    char who[200];
+    snprintf(who, sizeof who, "unregistered peer");
+    if (dmri_strmap_get(&s->peers, hex, &reg)) {
+        if (reg & 1) {
+            snprintf(who, sizeof who, "client %.100s", s->clients[reg >> 1].name);
+            client_lost(s, reg >> 1, "too many malformed messages");
+        } else {
+            snprintf(who, sizeof who, "worker %.100s", s->workers[reg >> 1].name);
+            worker_lost(s, reg >> 1, "too many malformed messages");
+        }
+    }
+    slog(s, "%s (identity %.64s%s) sent %d malformed messages within %g s (last: %.200s): "
+         "ignoring it for %g s (--max-malformed)",
+         who, hex, strlen(hex) > 64 ? "..." : "", s->o.max_malformed, s->o.malformed_window, why,
+         s->o.malformed_ban);
+    (void)peer;
+    (void)n;
 }
 
 void dmri_sched_on_message(dmri_sched_t *s, const uint8_t *peer, size_t n, const dmri_msg_t *m) {
@@ -1175,6 +1245,10 @@ void dmri_sched_on_message(dmri_sched_t *s, const uint8_t *peer, size_t n, const
     if (n == 0 || n > DMRI_IDENT_MAX)
         return;
     ident_hex(peer, n, hex);
+    if (dmri_peerguard_banned(s->guard, hex, now(s))) {
+        s->stats.ignored++;
+        return;
+    }
     if (m->type == DMRI_MSG_HELLO) {
         on_hello(s, peer, n, hex, &m->u.hello);
         try_assign_all(s);
@@ -1202,9 +1276,9 @@ void dmri_sched_on_message(dmri_sched_t *s, const uint8_t *peer, size_t n, const
         case DMRI_MSG_BYE: client_lost(s, slot, "said bye"); return;
         case DMRI_MSG_ERROR: slog(s, "client %s reports: %s", c->name, m->u.error.error); return;
         default:
-            s->stats.malformed++;
             send_error(s, peer, n, "%s is not allowed from a client",
                        dmri_msg_type_name(m->type));
+            strike(s, peer, n, hex, "a message a client may not send");
             return;
         }
     }
@@ -1229,17 +1303,25 @@ void dmri_sched_on_message(dmri_sched_t *s, const uint8_t *peer, size_t n, const
     case DMRI_MSG_BYE: worker_lost(s, slot, m->u.bye.reason); return;
     case DMRI_MSG_ERROR: slog(s, "worker %s reports: %s", w->name, m->u.error.error); return;
     default:
-        s->stats.malformed++;
         send_error(s, peer, n, "%s is not allowed from a worker", dmri_msg_type_name(m->type));
+        strike(s, peer, n, hex, "a message a worker may not send");
         return;
     }
 }
 
 void dmri_sched_on_malformed(dmri_sched_t *s, const uint8_t *peer, size_t n, int code,
                              const char *why) {
-    s->stats.malformed++;
-    if (n == 0 || n > DMRI_IDENT_MAX)
+    if (n == 0 || n > DMRI_IDENT_MAX) {
+        s->stats.malformed++;
         return;
+    }
+    char hex[2 * DMRI_IDENT_MAX + 1];
+    ident_hex(peer, n, hex);
+    if (dmri_peerguard_banned(s->guard, hex, now(s))) {
+        s->stats.ignored++;
+        return;
+    }
+    /* answered first, so the peer that crosses the limit still learns why */
     dmri_msg_t m;
     if (code == DMRI_EUNSUP) {
         char reason[600];
@@ -1248,9 +1330,10 @@ void dmri_sched_on_malformed(dmri_sched_t *s, const uint8_t *peer, size_t n, int
         dmri_msg_init(&m, DMRI_MSG_REFUSED);
         m.u.refused.reason = reason;
         send_to(s, peer, n, &m);
-        return;
+    } else {
+        send_error(s, peer, n, "malformed message: %s", why);
     }
-    send_error(s, peer, n, "malformed message: %s", why);
+    strike(s, peer, n, hex, why);
 }
 
 static relay_t *find_relay(dmri_sched_t *s, uint64_t request, int *index) {
@@ -1354,6 +1437,10 @@ void dmri_sched_tick(dmri_sched_t *s) {
     for (int ji = 0; ji < s->njobs; ji++)
         if (!s->jobs[ji]->noop)
             progress(s, s->jobs[ji], 0);
+    if (t - s->last_prune >= 1.0) {
+        dmri_peerguard_prune(s->guard, t);
+        s->last_prune = t;
+    }
 }
 
 void dmri_sched_attach_journal(dmri_sched_t *s, dmri_journal_t *jn) {

@@ -22,6 +22,10 @@ typedef struct {
     int vols_per_task;       /* (8) */
     int max_attempts;        /* a task failing this often fails its job (3) */
     uint64_t heartbeat_ms;   /* told to peers in WELCOME (500) */
+    int max_pending_per_client; /* unfinished jobs per client; more SUBMITs fail (2048) */
+    int max_malformed;       /* malformed messages per window that ban a peer (100; 0: never) */
+    double malformed_window; /* s (10) */
+    double malformed_ban;    /* s a banned peer is ignored (60) */
 } dmri_sched_opts_t;
 
 void dmri_sched_opts_default(dmri_sched_opts_t *o);
@@ -54,7 +58,11 @@ void dmri_sched_on_message(dmri_sched_t *s, const uint8_t *peer, size_t peer_len
                            const dmri_msg_t *m);
 
 /* A message from `peer` that failed to decode: counted, answered with ERROR
- * (or REFUSED for another protocol version). */
+ * (or REFUSED for another protocol version). Malformed messages, and messages
+ * a peer's role may not send, are strikes: max_malformed of them within
+ * malformed_window seconds drop what the peer registered (a worker is lost, a
+ * client's jobs are cancelled) and every message from that identity is
+ * ignored, unanswered, for malformed_ban seconds (logged once). */
 void dmri_sched_on_malformed(dmri_sched_t *s, const uint8_t *peer, size_t peer_len, int code,
                              const char *why);
 
@@ -85,6 +93,9 @@ typedef struct {
     int workers, clients, jobs;
     uint64_t tasks_done, tasks_failed, tasks_requeued, workers_lost, malformed;
     uint64_t bytes_relayed;
+    uint64_t peers_banned;     /* bans for malformed messages */
+    uint64_t ignored;          /* messages from banned peers */
+    uint64_t submits_refused;  /* over max_pending_per_client */
 } dmri_sched_stats_t;
 void dmri_sched_stats(const dmri_sched_t *s, dmri_sched_stats_t *st);
 

@@ -74,7 +74,7 @@ static void *fetch_socket(server_t *sv, const char *addr) {
     if (!d)
         return NULL;
     dmri_err_t err = {0};
-    dmri_proto_socket_setup(d, 0, 0, &err);
+    dmri_proto_socket_setup(d, 0, sv->o->max_chunk, &err);
     int linger = 0;
     zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(d, addr) != 0) {
@@ -188,6 +188,8 @@ void dmri_server_opts_default(dmri_server_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->host = "127.0.0.1";
     o->port = 8786;
+    o->max_msg = DMRI_PROTO_DEFAULT_MAX_MSG;
+    o->max_chunk = DMRI_PROTO_DEFAULT_MAX_CHUNK;
     dmri_sched_opts_default(&o->sched);
 }
 
@@ -203,7 +205,9 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     }
     sv.zctx = zmq_ctx_new();
     sv.router = zmq_socket(sv.zctx, ZMQ_ROUTER);
-    dmri_proto_socket_setup(sv.router, 1, (int64_t)DMRI_PROTO_MAX_HEADER + (1 << 20), err);
+    /* Port 8786 faces anyone who can reach it: a frame over --max-message-size
+     * drops that peer's connection before ZeroMQ buffers it. */
+    dmri_proto_socket_setup(sv.router, 1, o->max_msg, err);
     char endpoint[512];
     snprintf(endpoint, sizeof endpoint, "tcp://%s:%d", o->host, o->port);
     if (zmq_bind(sv.router, endpoint) != 0) {
@@ -243,6 +247,20 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
                  (unsigned long long)journal.max_job + 1);
         log_line(&sv, line);
         dmri_sched_attach_journal(sv.sched, &journal);
+    }
+    /* The largest chunk of a full-size HCP subject (145x174 voxels per
+     * slice) with this chunking, float64 (scaled data): if it cannot pass
+     * --max-chunk-size, results of such subjects would never arrive. */
+    double hcp_chunk = 145.0 * 174.0 * o->sched.slab_slices * o->sched.vols_per_task * 8.0;
+    double hcp_maps = 145.0 * 174.0 * o->sched.slab_slices * 16 * 4.0;
+    if (o->max_chunk > 0 && (hcp_chunk > (double)o->max_chunk || hcp_maps > (double)o->max_chunk)) {
+        snprintf(line, sizeof line,
+                 "WARNING: with --slab-slices %d and --vols-per-task %d a full-size HCP chunk "
+                 "takes up to %.0f MB, more than --max-chunk-size (%.0f MB): raise it here "
+                 "and on the workers",
+                 o->sched.slab_slices, o->sched.vols_per_task,
+                 (hcp_chunk > hcp_maps ? hcp_chunk : hcp_maps) / 1e6, (double)o->max_chunk / 1e6);
+        log_line(&sv, line);
     }
     if (strcmp(o->host, "127.0.0.1") == 0 || strcmp(o->host, "localhost") == 0)
         log_line(&sv, "loopback only: workers on other machines need --host 0.0.0.0 (or an "
@@ -298,6 +316,15 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
             last_tick = t;
         }
     }
+    dmri_sched_stats_t st;
+    dmri_sched_stats(sv.sched, &st);
+    snprintf(line, sizeof line,
+             "stats: %llu malformed, %llu ignored from banned peers, %llu peers banned, "
+             "%llu submits refused, %llu tasks done",
+             (unsigned long long)st.malformed, (unsigned long long)st.ignored,
+             (unsigned long long)st.peers_banned, (unsigned long long)st.submits_refused,
+             (unsigned long long)st.tasks_done);
+    log_line(&sv, line);
     log_line(&sv, "shutting down: telling workers and clients");
     dmri_sched_shutdown(sv.sched, "scheduler shutting down");
     /* Keep the connections up a moment so that peers read the BYE before

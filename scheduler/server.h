@@ -15,6 +15,8 @@ typedef struct {
     const char *port_file;   /* the bound port, written once listening (tests) */
     const char *state_dir;   /* --state-dir: the crash journal lives here; NULL for none */
     int quiet;               /* no log lines */
+    int64_t max_msg;         /* ZMQ_MAXMSGSIZE of port 8786 (DMRI_PROTO_DEFAULT_MAX_MSG) */
+    int64_t max_chunk;       /* ... of the sockets fetching chunks from workers */
     dmri_sched_opts_t sched;
 } dmri_server_opts_t;
 

@@ -17,6 +17,8 @@ PACKAGES=(
   # npm is not listed: the Node 20 nodejs package ships it and conflicts with
   # Debian's npm package; the test says so when npm is missing.
   libcurl4-openssl-dev libssl-dev nodejs awscli
+  # scripts/fuzz.sh: libFuzzer comes with clang's runtime libraries
+  clang libclang-rt-14-dev
 )
 
 if [ "${1:-}" = "--list" ]; then

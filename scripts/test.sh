@@ -19,3 +19,10 @@ echo "== tests, AddressSanitizer + UBSan build"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest --output-on-failure -j"$JOBS" "$@")
+
+# Fuzz the parsers for a bounded time (clang, libFuzzer, ASan + UBSan; builds
+# build-fuzz): 30 s per harness by default, DMRI_FUZZ_SECONDS=0 skips it.
+if [ "${DMRI_FUZZ_SECONDS:-30}" -gt 0 ]; then
+  echo "== fuzzing, ${DMRI_FUZZ_SECONDS:-30} s per harness"
+  scripts/fuzz.sh "${DMRI_FUZZ_SECONDS:-30}"
+fi

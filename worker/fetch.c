@@ -40,6 +40,7 @@ struct dmri_fetch {
     void *zctx;
     dmri_wstore_t *store;
     double timeout;               /* seconds without an answer before giving up */
+    int64_t max_chunk;            /* ZMQ_MAXMSGSIZE of the peer sockets (0: none) */
     dmri_fetch_done_fn done;
     void *ctx;
     peer_t *peers;
@@ -51,11 +52,12 @@ struct dmri_fetch {
 };
 
 dmri_fetch_t *dmri_fetch_new(void *zctx, dmri_wstore_t *store, double timeout_s,
-                             dmri_fetch_done_fn done, void *ctx) {
+                             int64_t max_chunk, dmri_fetch_done_fn done, void *ctx) {
     dmri_fetch_t *f = dmri_calloc(1, sizeof *f);
     f->zctx = zctx;
     f->store = store;
     f->timeout = timeout_s;
+    f->max_chunk = max_chunk;
     f->done = done;
     f->ctx = ctx;
     f->next_id = 1;
@@ -119,7 +121,7 @@ static peer_t *peer_get(dmri_fetch_t *f, const char *addr, double now, dmri_err_
         return NULL;
     }
     const int zero = 0;
-    if (dmri_proto_socket_setup(s, 0, 0, err) != 0 ||
+    if (dmri_proto_socket_setup(s, 0, f->max_chunk, err) != 0 ||
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(s, ZMQ_SNDTIMEO, &zero, sizeof zero) != 0) {
         zmq_close(s);

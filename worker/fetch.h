@@ -20,8 +20,11 @@ typedef struct dmri_fetch dmri_fetch_t;
 typedef void (*dmri_fetch_done_fn)(void *ctx, void *waiter, size_t index, const char *key,
                                    dmri_wstore_entry_t *entry, const char *error);
 
+/* max_chunk: the largest frame a peer may send (ZMQ_MAXMSGSIZE of the
+ * sockets to peers; a larger chunk drops that connection and its request
+ * times out); 0 for no limit. */
 dmri_fetch_t *dmri_fetch_new(void *zctx, dmri_wstore_t *store, double timeout_s,
-                             dmri_fetch_done_fn done, void *ctx);
+                             int64_t max_chunk, dmri_fetch_done_fn done, void *ctx);
 /* Closes every peer socket (linger 0); pending waiters are not told. */
 void dmri_fetch_destroy(dmri_fetch_t **f);
 

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "transport.h"
+
 #include "pipeline_version.h"
 
 void dmri_wopts_usage(FILE *f) {
@@ -42,6 +44,11 @@ void dmri_wopts_usage(FILE *f) {
             "  --pid-file FILE       write the process id to FILE once listening;\n"
             "                        removed at exit\n"
             "  --log-file FILE       append the log to FILE instead of stderr\n"
+            "  --max-message-size SIZE  largest frame accepted on the peer socket and\n"
+            "                        from the scheduler; a peer sending more is\n"
+            "                        disconnected (default 16M)\n"
+            "  --max-chunk-size SIZE largest chunk accepted from another worker\n"
+            "                        (default 1G; raise it with a coarser chunking)\n"
             "  --version, --help\n"
             "\n"
             "The worker logs one timestamped line per notable event. It exits 0 on\n"
@@ -167,8 +174,10 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
     snprintf(o->name, sizeof o->name, "%s-%ld", hostname, (long)getpid());
 
     o->prefetch = 1;
+    o->max_msg = (uint64_t)DMRI_PROTO_DEFAULT_MAX_MSG;
+    o->max_chunk = (uint64_t)DMRI_PROTO_DEFAULT_MAX_CHUNK;
     enum { OPT_NAME = 256, OPT_NTHREADS, OPT_PREFETCH, OPT_MEM, OPT_SPILL, OPT_LISTEN, OPT_DATA, OPT_PID,
-           OPT_LOG, OPT_VERSION, OPT_HELP, OPT_S3 };
+           OPT_LOG, OPT_MAXMSG, OPT_MAXCHUNK, OPT_VERSION, OPT_HELP, OPT_S3 };
     static const struct option longopts[] = {
         {"name", required_argument, 0, OPT_NAME},
         {"nthreads", required_argument, 0, OPT_NTHREADS},
@@ -179,6 +188,8 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
         {"data-dir", required_argument, 0, OPT_DATA},
         {"pid-file", required_argument, 0, OPT_PID},
         {"log-file", required_argument, 0, OPT_LOG},
+        {"max-message-size", required_argument, 0, OPT_MAXMSG},
+        {"max-chunk-size", required_argument, 0, OPT_MAXCHUNK},
         {"version", no_argument, 0, OPT_VERSION},
         {"help", no_argument, 0, OPT_HELP},
         DMRI_S3_LONGOPTS(OPT_S3),
@@ -243,6 +254,20 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
         case OPT_DATA: o->data_dir = optarg; break;
         case OPT_PID: o->pid_file = optarg; break;
         case OPT_LOG: o->log_file = optarg; break;
+        case OPT_MAXMSG:
+            /* below 4 KiB even a HELLO or a TASK_ASSIGN could be cut off */
+            if (dmri_wopts_parse_size(optarg, &o->max_msg) != 0 || strcmp(optarg, "auto") == 0 ||
+                o->max_msg < 4096 || o->max_msg > ((uint64_t)1 << 40))
+                return bad(errf, "--max-message-size",
+                           "expected bytes from 4K to 1T (K/M/G/T suffix allowed)", optarg);
+            break;
+        case OPT_MAXCHUNK:
+            if (dmri_wopts_parse_size(optarg, &o->max_chunk) != 0 ||
+                strcmp(optarg, "auto") == 0 || o->max_chunk < 4096 ||
+                o->max_chunk > ((uint64_t)1 << 40))
+                return bad(errf, "--max-chunk-size",
+                           "expected bytes from 4K to 1T (K/M/G/T suffix allowed)", optarg);
+            break;
         case OPT_VERSION: fprintf(outf, "dmri-worker %s\n", dmri_version()); return 1;
         case 'h':
         case OPT_HELP: dmri_wopts_usage(outf); return 1;

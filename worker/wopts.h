@@ -27,6 +27,8 @@ typedef struct {
     const char *log_file;    /* --log-file or NULL (stderr) */
     int use_s3;              /* --s3 (or any S3 option): ids not on disk come from S3 */
     dmri_s3_source_t s3;     /* --bucket, --s3-prefix, --profile, --s3-cache... */
+    uint64_t max_msg;        /* --max-message-size: frames on the peer socket */
+    uint64_t max_chunk;      /* --max-chunk-size: frames arriving from peers */
 } dmri_wopts_t;
 
 /* Parse argv. Returns 0 to run, 1 when --help/--version was printed (exit

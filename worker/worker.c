@@ -494,9 +494,10 @@ static int make_sockets(worker_t *w, dmri_err_t *err) {
     w->sched = zmq_socket(w->zctx, ZMQ_DEALER);
     if (!w->peer || !w->sched)
         return dmri_err_set(err, DMRI_EIO, "zmq_socket: %s", zmq_strerror(errno));
-    int64_t max_hdr = (int64_t)DMRI_PROTO_MAX_HEADER + 65536;
-    if (dmri_proto_socket_setup(w->peer, 1, max_hdr, err) != 0 ||
-        dmri_proto_socket_setup(w->sched, 0, max_hdr, err) != 0)
+    /* only control messages arrive on these two (--max-message-size) */
+    const int64_t max_msg = (int64_t)w->o->max_msg;
+    if (dmri_proto_socket_setup(w->peer, 1, max_msg, err) != 0 ||
+        dmri_proto_socket_setup(w->sched, 0, max_msg, err) != 0)
         return DMRI_EIO;
     /* Never block the loop on a slow reader; a chunk being sent holds only a
      * reference, so the queue to a requester may be long. */
@@ -716,7 +717,8 @@ int dmri_worker_run(const dmri_wopts_t *o) {
     if (rc == 0) {
         w->store = dmri_wstore_new(o->memory_limit, o->spill_dir);
         w->generation = dmri_wstore_generation(w->store);
-        w->fetch = dmri_fetch_new(w->zctx, w->store, FETCH_TIMEOUT_S, on_fetched, w);
+        w->fetch = dmri_fetch_new(w->zctx, w->store, FETCH_TIMEOUT_S,
+                                  (int64_t)w->o->max_chunk, on_fetched, w);
         w->jobs = dmri_jobcache_new(JOBCACHE_SIZE);
         dmri_serve_init(&w->serve, w->peer, w->store, o->name);
         if (o->pid_file) {

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -636,6 +637,24 @@ static void test_read_errors(void) {
         CHECK_INT(gzclose(hz), Z_OK);
         dmri_free(hb);
         expect_read_error(p, DMRI_EFORMAT, "more than a");
+    }
+    /* The reader's cap (the only bound for a stream) refuses a valid image
+     * over it on every path, and the default comes back with 0. */
+    dmri_image_set_max_bytes(100000); /* plain.nii holds 128000 bytes of float32 */
+    expect_read_error(q, DMRI_ERANGE, "more than the reader's limit");
+    expect_read_error(good, DMRI_ERANGE, "more than the reader's limit");
+    {
+        int sfd = open(good, O_RDONLY);
+        dmri_image_t simg;
+        CHECK_INT(dmri_image_read_fd("s.nii.gz", sfd, &simg, &err), DMRI_ERANGE);
+        CHECK_HAS(err.msg, "more than the reader's limit");
+        close(sfd);
+    }
+    dmri_image_set_max_bytes(0);
+    {
+        dmri_image_t ok;
+        CHECK_INT(dmri_image_read(q, &ok, &err), 0);
+        dmri_image_close(&ok);
     }
     path_in(p, sizeof p, "analyze.nii");
     write_bytes(p, blob, len);

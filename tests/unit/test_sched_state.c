@@ -495,11 +495,158 @@ static void test_journal(void) {
     CHECK_INT(system(cmd), 0);
 }
 
+static void submit(dmri_sched_t *s, const char *peer, uint64_t request, const char *subject,
+                   uint64_t flags) {
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_SUBMIT);
+    m.u.submit.request = request;
+    m.u.submit.subject = (char *)subject;
+    m.u.submit.flags = flags;
+    deliver(s, peer, &m);
+}
+
+static dmri_sched_t *fresh_opts(const dmri_sched_opts_t *o) {
+    nsent = 0;
+    nfetched = 0;
+    clock_now = 100.0;
+    dmri_sched_io_t io = {io_send, io_fetch, io_now, io_log};
+    return dmri_sched_new(o, &io, NULL);
+}
+
+/* --max-pending-per-client: the SUBMIT over the limit is accepted and failed
+ * at once with the reason; other clients, and the same client once a job has
+ * finished, are not affected. */
+static void test_max_pending(void) {
+    dmri_sched_opts_t o;
+    dmri_sched_opts_default(&o);
+    CHECK_INT(o.max_pending_per_client, 2048);
+    o.max_pending_per_client = 3;
+    dmri_sched_t *s = fresh_opts(&o);
+    hello(s, "client-1", "client", "");
+    hello(s, "client-2", "client", "");
+    for (int i = 0; i < 3; i++)
+        submit(s, "client-1", (uint64_t)i + 1, "/nonexistent/subject", 0);
+    CHECK_INT(count(DMRI_MSG_ACCEPTED, "client-1", 0), 3);
+    CHECK_INT(count(DMRI_MSG_JOB_FAILED, "client-1", 0), 0);
+    int mark = nsent;
+    submit(s, "client-1", 4, "/nonexistent/fourth", 0);
+    CHECK_INT(count(DMRI_MSG_ACCEPTED, "client-1", mark), 1);
+    sent_t *f = last(DMRI_MSG_JOB_FAILED, "client-1");
+    CHECK(f && f->job == last(DMRI_MSG_ACCEPTED, "client-1")->job);
+    CHECK(f && strstr(f->text, "--max-pending-per-client 3"));
+    CHECK(f && strstr(f->text, "3 subjects pending"));
+    dmri_sched_stats_t st;
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.jobs, 3);
+    CHECK_INT(st.submits_refused, 1);
+    /* another client has its own budget */
+    submit(s, "client-2", 1, "/nonexistent/other", 0);
+    CHECK_INT(count(DMRI_MSG_JOB_FAILED, "client-2", 0), 0);
+    /* a finished job frees a place: no-op jobs finish through a worker */
+    dmri_sched_destroy(&s);
+    s = fresh_opts(&o);
+    hello(s, "client-1", "client", "");
+    hello(s, "w", "worker", "tcp://10.0.0.1:1");
+    for (int i = 0; i < 3; i++)
+        submit(s, "client-1", (uint64_t)i + 1, "1", 4);
+    request(s, "w", 1);
+    sent_t *a = last(DMRI_MSG_TASK_ASSIGN, "w");
+    CHECK(a != NULL);
+    if (a)
+        done(s, "w", a->job, a->task, "", 0, NULL, 0, NULL, 0, NULL);
+    CHECK(count(DMRI_MSG_JOB_DONE, "client-1", 0) == 1);
+    mark = nsent;
+    submit(s, "client-1", 9, "1", 4);
+    CHECK_INT(count(DMRI_MSG_JOB_FAILED, "client-1", mark), 0);
+    dmri_sched_destroy(&s);
+}
+
+/* --max-malformed: N strikes within the window drop the peer's registration
+ * and mute it for the ban; strikes spread over windows do not add up; other
+ * peers are untouched; after the ban the identity may register again. */
+static void test_max_malformed(void) {
+    dmri_sched_opts_t o;
+    dmri_sched_opts_default(&o);
+    CHECK_INT(o.max_malformed, 100);
+    o.max_malformed = 5;
+    o.malformed_window = 10.0;
+    o.malformed_ban = 60.0;
+    dmri_sched_t *s = fresh_opts(&o);
+    hello(s, "good", "worker", "tcp://10.0.0.1:1");
+    hello(s, "bad", "worker", "tcp://10.0.0.2:1");
+    hello(s, "client-1", "client", "");
+    dmri_sched_stats_t st;
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.workers, 2);
+    /* 4 malformed now, 4 more after the window: never 5 within one */
+    for (int i = 0; i < 4; i++)
+        dmri_sched_on_malformed(s, (const uint8_t *)"bad", 3, DMRI_EFORMAT, "garbage");
+    clock_now += 11.0;
+    hello(s, "good", "worker", "tcp://10.0.0.1:1"); /* keep both alive */
+    hello(s, "bad", "worker", "tcp://10.0.0.2:1");
+    for (int i = 0; i < 4; i++)
+        dmri_sched_on_malformed(s, (const uint8_t *)"bad", 3, DMRI_EFORMAT, "garbage");
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.peers_banned, 0);
+    CHECK_INT(st.workers, 2);
+    CHECK_INT(count(DMRI_MSG_ERROR, "bad", 0), 8); /* each one answered */
+    /* the 5th within the window: answered, then the worker is dropped */
+    dmri_msg_t m;
+    dmri_msg_init(&m, DMRI_MSG_SUBMIT); /* a worker may not submit: a strike too */
+    m.u.submit.subject = "x";
+    deliver(s, "bad", &m);
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.peers_banned, 1);
+    CHECK_INT(st.workers, 1);
+    CHECK_INT(count(DMRI_MSG_ERROR, "bad", 0), 9);
+    /* muted: nothing is answered, not even HELLO */
+    int mark = nsent;
+    hello(s, "bad", "worker", "tcp://10.0.0.2:1");
+    dmri_sched_on_malformed(s, (const uint8_t *)"bad", 3, DMRI_EFORMAT, "garbage");
+    request(s, "bad", 1);
+    CHECK_INT(nsent, mark);
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.ignored, 3);
+    CHECK_INT(st.workers, 1);
+    /* others are served meanwhile */
+    hello(s, "late", "worker", "tcp://10.0.0.3:1");
+    CHECK(last(DMRI_MSG_WELCOME, "late") != NULL);
+    submit(s, "client-1", 1, "1", 4);
+    CHECK(last(DMRI_MSG_ACCEPTED, "client-1") != NULL);
+    /* a banned client loses its jobs */
+    for (int i = 0; i < 5; i++)
+        dmri_sched_on_malformed(s, (const uint8_t *)"client-1", 8, DMRI_EFORMAT, "garbage");
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.clients, 0);
+    CHECK_INT(st.jobs, 0);
+    /* after the ban the identity is welcome again */
+    clock_now += 61.0;
+    hello(s, "late", "worker", "tcp://10.0.0.3:1");
+    hello(s, "good", "worker", "tcp://10.0.0.1:1");
+    hello(s, "bad", "worker", "tcp://10.0.0.2:1");
+    CHECK(last(DMRI_MSG_WELCOME, "bad") != NULL);
+    dmri_sched_destroy(&s);
+
+    /* 0 disables it */
+    o.max_malformed = 0;
+    s = fresh_opts(&o);
+    hello(s, "bad", "worker", "tcp://10.0.0.2:1");
+    for (int i = 0; i < 1000; i++)
+        dmri_sched_on_malformed(s, (const uint8_t *)"bad", 3, DMRI_EFORMAT, "garbage");
+    dmri_sched_stats(s, &st);
+    CHECK_INT(st.peers_banned, 0);
+    CHECK_INT(st.workers, 1);
+    CHECK_INT(st.malformed, 1000);
+    dmri_sched_destroy(&s);
+}
+
 int main(void) {
     test_registration();
     test_journal();
     test_noop_with_loss();
     test_subject_graph();
+    test_max_pending();
+    test_max_malformed();
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
     return failures ? 1 : 0;

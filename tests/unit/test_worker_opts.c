@@ -137,6 +137,14 @@ static void test_parse(void) {
     CHECK_STR(o.pid_file, "p");
     CHECK_STR(o.data_dir, "/data");
     CHECK_STR(o.sched_endpoint, "tcp://[::1]:8786");
+    /* abuse limits: defaults, and given */
+    CHECK_EQ(o.max_msg, 16ull << 20);
+    CHECK_EQ(o.max_chunk, 1ull << 30);
+    char *a3[] = {"dmri-worker", "--max-message-size", "64K", "--max-chunk-size", "3G", "h",
+                  NULL};
+    CHECK_EQ(parse(&o, err, sizeof err, 6, a3), 0);
+    CHECK_EQ(o.max_msg, 64ull << 10);
+    CHECK_EQ(o.max_chunk, 3ull << 30);
 
     char *help[] = {"dmri-worker", "--help", NULL};
     CHECK_EQ(parse(&o, err, sizeof err, 2, help), 1);
@@ -156,6 +164,8 @@ static void test_parse(void) {
         {{"dmri-worker", "h:0", NULL}, 2, "SCHEDULER"},
         {{"dmri-worker", "--name", "", "h", NULL}, 4, "--name"},
         {{"dmri-worker", "h", "--nthreads", NULL}, 3, "--nthreads"},
+        {{"dmri-worker", "--max-message-size", "100", "h", NULL}, 4, "--max-message-size"},
+        {{"dmri-worker", "--max-chunk-size", "auto", "h", NULL}, 4, "--max-chunk-size"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         memset(err, 0, sizeof err);
