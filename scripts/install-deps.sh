@@ -17,6 +17,10 @@ PACKAGES=(
   # npm is not listed: the Node 20 nodejs package ships it and conflicts with
   # Debian's npm package; the test says so when npm is missing.
   libcurl4-openssl-dev libssl-dev nodejs awscli
+  # the scheduler's status page (HTTP server in its own thread), --preview PNGs;
+  # the dashboard test renders the page in headless Chromium and checks
+  # /metrics with promtool (Debian's prometheus package)
+  libmicrohttpd-dev libpng-dev chromium prometheus
 )
 
 if [ "${1:-}" = "--list" ]; then
