@@ -25,6 +25,8 @@ void dmri_tb_put(dmri_tb_t *b, const char *s, size_t len) {
     b->p[b->n] = '\0';
 }
 
+void dmri_tb_puts(dmri_tb_t *b, const char *s) { dmri_tb_put(b, s, strlen(s)); }
+
 void dmri_tb_printf(dmri_tb_t *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -17,6 +17,8 @@ typedef struct {
 void dmri_tb_printf(dmri_tb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append raw bytes. */
 void dmri_tb_put(dmri_tb_t *b, const char *s, size_t len);
+/* Append a NUL-terminated string. */
+void dmri_tb_puts(dmri_tb_t *b, const char *s);
 /* Append s as a quoted JSON string: '"', '\\' and control bytes escaped, and
  * '<', '>', '&' as \u003c... so the text can sit inside an HTML <script>. */
 void dmri_tb_json_str(dmri_tb_t *b, const char *s);

@@ -10,16 +10,16 @@
 static void event_json(dmri_tb_t *b, const dmri_sched_event_t *e, double origin) {
     dmri_tb_printf(b, "{\"job\":%llu,\"step\":", (unsigned long long)e->job);
     dmri_tb_json_str(b, dmri_sched_step_name(e->step));
-    dmri_tb_put(b, ",\"worker\":", 10);
+    dmri_tb_puts(b, ",\"worker\":");
     dmri_tb_json_str(b, e->worker);
     dmri_tb_printf(b, ",\"worker_id\":%llu,\"thread\":%d,\"start\":",
                    (unsigned long long)e->worker_id, e->thread);
     dmri_tb_json_num(b, e->start - origin);
-    dmri_tb_put(b, ",\"end\":", 7);
+    dmri_tb_puts(b, ",\"end\":");
     dmri_tb_json_num(b, e->end - origin);
-    dmri_tb_put(b, ",\"compute_s\":", 13);
+    dmri_tb_puts(b, ",\"compute_s\":");
     dmri_tb_json_num(b, e->compute_s);
-    dmri_tb_put(b, ",\"fetch_s\":", 11);
+    dmri_tb_puts(b, ",\"fetch_s\":");
     dmri_tb_json_num(b, e->fetch_s);
     dmri_tb_printf(b, ",\"fetch_bytes\":%llu}", (unsigned long long)e->fetch_bytes);
 }
@@ -27,11 +27,11 @@ static void event_json(dmri_tb_t *b, const dmri_sched_event_t *e, double origin)
 char *dmri_status_events_json(const dmri_sched_event_t *ev, size_t n, double origin,
                               size_t max_bytes) {
     dmri_tb_t b = {0};
-    dmri_tb_put(&b, "[", 1);
+    dmri_tb_puts(&b, "[");
     for (size_t i = 0; i < n; i++) {
         size_t before = b.n;
         if (i)
-            dmri_tb_put(&b, ",", 1);
+            dmri_tb_puts(&b, ",");
         event_json(&b, &ev[i], origin);
         if (b.n + 1 > max_bytes) {
             b.n = before;
@@ -39,7 +39,7 @@ char *dmri_status_events_json(const dmri_sched_event_t *ev, size_t n, double ori
             break;
         }
     }
-    dmri_tb_put(&b, "]", 1);
+    dmri_tb_puts(&b, "]");
     return dmri_tb_take(&b);
 }
 
@@ -48,14 +48,14 @@ char *dmri_status_json(const dmri_sched_snapshot_t *snap) {
     const dmri_sched_stats_t *st = &snap->stats;
     dmri_tb_printf(&b, "{\"version\":");
     dmri_tb_json_str(&b, dmri_version());
-    dmri_tb_put(&b, ",\"now_s\":", 9);
+    dmri_tb_puts(&b, ",\"now_s\":");
     dmri_tb_json_num(&b, snap->now);
-    dmri_tb_put(&b, ",\"workers\":[", 12);
+    dmri_tb_puts(&b, ",\"workers\":[");
     for (int i = 0; i < snap->nworkers; i++) {
         const dmri_sched_worker_view_t *w = &snap->workers[i];
         dmri_tb_printf(&b, "%s{\"id\":%llu,\"name\":", i ? "," : "", (unsigned long long)w->id);
         dmri_tb_json_str(&b, w->name);
-        dmri_tb_put(&b, ",\"address\":", 11);
+        dmri_tb_puts(&b, ",\"address\":");
         dmri_tb_json_str(&b, w->address);
         dmri_tb_printf(&b,
                        ",\"threads\":%d,\"running\":%d,\"memory\":%llu,\"memory_limit\":%llu,"
@@ -64,17 +64,17 @@ char *dmri_status_json(const dmri_sched_snapshot_t *snap) {
                        (unsigned long long)w->memory_limit, (unsigned long long)w->tasks_done,
                        (unsigned long long)w->bytes_fetched);
         dmri_tb_json_num(&b, w->last_heartbeat_s);
-        dmri_tb_put(&b, "}", 1);
+        dmri_tb_puts(&b, "}");
     }
-    dmri_tb_put(&b, "],\"subjects\":[", 14);
+    dmri_tb_puts(&b, "],\"subjects\":[");
     for (int i = 0; i < snap->njobs; i++) {
         const dmri_sched_job_view_t *j = &snap->jobs[i];
         dmri_tb_printf(&b, "%s{\"job\":%llu,\"subject\":", i ? "," : "",
                        (unsigned long long)j->job);
         dmri_tb_json_str(&b, j->subject);
-        dmri_tb_put(&b, ",\"state\":", 9);
+        dmri_tb_puts(&b, ",\"state\":");
         dmri_tb_json_str(&b, j->state);
-        dmri_tb_put(&b, ",\"elapsed_s\":", 13);
+        dmri_tb_puts(&b, ",\"elapsed_s\":");
         dmri_tb_json_num(&b, j->elapsed_s);
         dmri_tb_printf(&b, ",\"done\":%llu,\"total\":%llu,\"steps\":[",
                        (unsigned long long)j->done, (unsigned long long)j->total);
@@ -91,7 +91,7 @@ char *dmri_status_json(const dmri_sched_snapshot_t *snap) {
                            (unsigned long long)j->step_total[step]);
             first = 0;
         }
-        dmri_tb_put(&b, "]}", 2);
+        dmri_tb_puts(&b, "]}");
     }
     dmri_tb_printf(&b,
                    "],\"tasks\":{\"waiting\":%llu,\"ready\":%llu,\"running\":%llu},"
@@ -112,14 +112,14 @@ char *dmri_status_json(const dmri_sched_snapshot_t *snap) {
     while (from > 0 && snap->nevents - from < DMRI_STATUS_MAX_EVENTS &&
            snap->events[from - 1].end >= snap->now - DMRI_STATUS_WINDOW_S)
         from--;
-    dmri_tb_put(&b, "\"task_stream\":{\"window_s\":", 27);
+    dmri_tb_puts(&b, "\"task_stream\":{\"window_s\":");
     dmri_tb_json_num(&b, DMRI_STATUS_WINDOW_S);
-    dmri_tb_put(&b, ",\"events\":", 10);
+    dmri_tb_puts(&b, ",\"events\":");
     char *ev = dmri_status_events_json(snap->events + from, (size_t)(snap->nevents - from), 0,
                                        (size_t)-1);
     dmri_tb_put(&b, ev, strlen(ev));
     dmri_free(ev);
-    dmri_tb_put(&b, "}}", 2);
+    dmri_tb_puts(&b, "}}");
     return dmri_tb_take(&b);
 }
 
