@@ -102,7 +102,10 @@ def main():
         expect(sorted(w["name"] for w in status["workers"]) == ["w1", "w2"],
                "/api/status lists both workers")
         out = os.path.join(tmp, "out")
-        sub, sub_log = c.submit_async("--out", out, subj)
+        report = os.path.join(artifacts, "report.html")
+        if os.path.exists(report):
+            os.unlink(report)
+        sub, sub_log = c.submit_async("--out", out, "--preview", "--report", report, subj)
         # Wait until denoising is under way, then load the page twice.
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -173,6 +176,30 @@ def main():
         expect(m.get("dmri_transfer_bytes_total") == sum(w["bytes_fetched"] for w in st["workers"])
                and m["dmri_transfer_bytes_total"] > 0,
                f"bytes between workers {m.get('dmri_transfer_bytes_total')} = sum over workers")
+
+        # dmri-submit --preview: a PNG of 3 slices x 2 rows, 2x magnified.
+        png = open(os.path.join(out, "slow", "preview.png"), "rb").read()
+        w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        expect(png[:8] == b"\x89PNG\r\n\x1a\n" and (w, h) == (3 * 64 * 2, 2 * 64 * 2),
+               f"preview.png written ({w}x{h})")
+        # dmri-submit --report: rendered by the browser, it tells the same story.
+        expect(os.path.exists(report), f"report written ({report})")
+        dom = chromium("file://" + report, tmp, "--dump-dom")
+        open(os.path.join(artifacts, "report-dom.html"), "w").write(dom)
+        expect('data-name="slow"' in dom, "the report has the subject")
+        nbars = len(re.findall(r'<rect[^>]*class="task"', dom))
+        expect(nbars == sum(completed.values()),
+               f"the report's task stream has one bar per task ({nbars})")
+        row = re.search(r"<tr><td>nlmeans</td><td[^>]*>(\d+)</td>", dom)
+        expect(row is not None and int(row.group(1)) ==
+               completed['dmri_tasks_completed_total{step="nlmeans"}'],
+               "the report's step table counts the nlmeans tasks")
+        expect("Transfer vs compute" in dom and "Per worker" in dom and
+               re.search(r"<td>w1</td>", dom) and re.search(r"<td>w2</td>", dom),
+               "the report splits transfer/compute and lists both workers")
+        expect("<script" in open(report).read() and "http" not in
+               re.sub(r"http://www\.w3\.org/2000/svg", "", open(report).read()),
+               "the report is self-contained (nothing fetched)")
 
         # Garbage on the HTTP port does not hurt the scheduler.
         port = int(base.rsplit(":", 1)[1])
