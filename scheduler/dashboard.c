@@ -5,9 +5,13 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "dmri_alloc.h"
@@ -17,6 +21,31 @@
 /* /health turns 503 when the loop has not published for this long. */
 #define HEALTH_STALE_S 3.0
 
+/* A rendering shared by the responses that send it: freed by the last one
+ * (MHD frees responses on its thread, possibly after a newer rendering
+ * replaced this one), so a big /api/status is never copied per request. */
+typedef struct {
+    atomic_int refs;
+    size_t len;
+    char text[];
+} rendering_t;
+
+static rendering_t *rendering_new(char *text) {
+    size_t len = strlen(text);
+    rendering_t *r = dmri_malloc(sizeof *r + len + 1);
+    atomic_init(&r->refs, 1);
+    r->len = len;
+    memcpy(r->text, text, len + 1);
+    dmri_free(text);
+    return r;
+}
+
+static void rendering_unref(void *p) {
+    rendering_t *r = p;
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+        dmri_free(r);
+}
+
 struct dmri_dashboard {
     struct MHD_Daemon *mhd;
     int port;
@@ -24,7 +53,7 @@ struct dmri_dashboard {
     dmri_sched_snapshot_t snap;   /* latest published */
     uint64_t version;             /* bumped at each publish */
     double published;             /* monotonic time of the last publish */
-    char *json, *metrics;         /* renderings of snap ... */
+    rendering_t *json, *metrics;  /* renderings of snap ... */
     uint64_t json_version, metrics_version; /* ... of this version */
 };
 
@@ -47,22 +76,48 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char
     return ret;
 }
 
-/* Render (if this snapshot was not rendered yet) and reply, under the lock. */
+/* Render (if this snapshot was not rendered yet, under the lock) and reply
+ * with a reference to the rendering (outside the lock). */
 static enum MHD_Result reply_rendered(dmri_dashboard_t *d, struct MHD_Connection *c, int metrics) {
     pthread_mutex_lock(&d->mu);
-    char **text = metrics ? &d->metrics : &d->json;
+    rendering_t **cur = metrics ? &d->metrics : &d->json;
     uint64_t *ver = metrics ? &d->metrics_version : &d->json_version;
-    if (!*text || *ver != d->version) {
-        dmri_free(*text);
-        *text = metrics ? dmri_metrics_text(&d->snap) : dmri_status_json(&d->snap);
+    if (!*cur || *ver != d->version) {
+        rendering_unref(*cur);
+        *cur = rendering_new(metrics ? dmri_metrics_text(&d->snap) : dmri_status_json(&d->snap));
         *ver = d->version;
     }
-    enum MHD_Result ret =
-        reply(c, MHD_HTTP_OK,
-              metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
-              *text, strlen(*text));
+    rendering_t *r = *cur;
+    atomic_fetch_add(&r->refs, 1);
     pthread_mutex_unlock(&d->mu);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        r->len, r->text, rendering_unref, r);
+    if (!resp) {
+        rendering_unref(r);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            metrics ? "text/plain; version=0.0.4; charset=utf-8"
+                                    : "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
     return ret;
+}
+
+/* Runs on MHD's thread for every new connection: the first time, lower
+ * that thread's priority, so that on a busy head node HTTP work yields the
+ * CPU to the scheduling loop (Linux: niceness is per thread). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    (void)cls, (void)c, (void)socket_context, (void)toe;
+    static _Thread_local int niced;
+    if (!niced) {
+        niced = 1;
+        if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0) {
+            /* not fatal: the page only gets the same share as the loop */
+        }
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -129,7 +184,8 @@ int dmri_dashboard_new(const char *host, int port, dmri_dashboard_t **out, dmri_
                               MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
                               (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)64,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, d, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d->mhd) {
         pthread_mutex_destroy(&d->mu);
@@ -165,8 +221,8 @@ void dmri_dashboard_destroy(dmri_dashboard_t **pd) {
     dmri_dashboard_t *d = *pd;
     MHD_stop_daemon(d->mhd);
     dmri_sched_snapshot_close(&d->snap);
-    dmri_free(d->json);
-    dmri_free(d->metrics);
+    rendering_unref(d->json);
+    rendering_unref(d->metrics);
     pthread_mutex_destroy(&d->mu);
     dmri_free(d);
     *pd = NULL;

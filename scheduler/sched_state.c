@@ -1468,11 +1468,12 @@ void dmri_sched_snapshot(const dmri_sched_t *s, dmri_sched_snapshot_t *snap) {
         v->done = (uint64_t)j->done_tasks + (j->load.state == T_DONE);
         v->total = (uint64_t)j->ntasks + 1;
     }
-    snap->events = dmri_calloc(s->ring_n + 1, sizeof *snap->events);
-    size_t first = (s->ring_next + DMRI_SCHED_EVENT_RING - s->ring_n) % DMRI_SCHED_EVENT_RING;
-    for (size_t i = 0; i < s->ring_n; i++)
+    size_t nev = s->ring_n < DMRI_SCHED_SNAPSHOT_EVENTS ? s->ring_n : DMRI_SCHED_SNAPSHOT_EVENTS;
+    snap->events = dmri_malloc((nev + 1) * sizeof *snap->events);
+    size_t first = (s->ring_next + DMRI_SCHED_EVENT_RING - nev) % DMRI_SCHED_EVENT_RING;
+    for (size_t i = 0; i < nev; i++)
         snap->events[i] = s->ring[(first + i) % DMRI_SCHED_EVENT_RING];
-    snap->nevents = (int)s->ring_n;
+    snap->nevents = (int)nev;
     memcpy(snap->step_completed, s->step_completed, sizeof snap->step_completed);
     memcpy(snap->step_hist, s->step_hist, sizeof snap->step_hist);
     memcpy(snap->step_seconds, s->step_seconds, sizeof snap->step_seconds);

@@ -137,7 +137,7 @@ typedef struct {
     int nworkers;
     dmri_sched_job_view_t *jobs;
     int njobs;
-    dmri_sched_event_t *events;   /* oldest first, the last DMRI_SCHED_EVENT_RING */
+    dmri_sched_event_t *events;   /* oldest first, the newest DMRI_SCHED_SNAPSHOT_EVENTS */
     int nevents;
     uint64_t tasks_waiting, tasks_ready, tasks_running;
     uint64_t step_completed[DMRI_SCHED_NSTEPS];
@@ -146,6 +146,9 @@ typedef struct {
 } dmri_sched_snapshot_t;
 
 #define DMRI_SCHED_EVENT_RING 8192
+/* Events a snapshot copies (the newest): what a 1100-pixel-wide task
+ * stream can show, and what keeps /api/status a few hundred kB. */
+#define DMRI_SCHED_SNAPSHOT_EVENTS 1500
 
 /* Fill *snap (allocating its arrays). Cost: O(workers + tasks + ring). */
 void dmri_sched_snapshot(const dmri_sched_t *s, dmri_sched_snapshot_t *snap);

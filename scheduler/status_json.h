@@ -11,7 +11,7 @@
 
 /* Task events kept in /api/status: those that ended in the last window. */
 #define DMRI_STATUS_WINDOW_S 300.0
-#define DMRI_STATUS_MAX_EVENTS 4000
+#define DMRI_STATUS_MAX_EVENTS DMRI_SCHED_SNAPSHOT_EVENTS
 
 /* The /api/status document for snap. Returns a malloc'd NUL-terminated
  * string (dmri_free). Peer-supplied names are escaped, including '<', so the
