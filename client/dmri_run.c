@@ -28,6 +28,7 @@ static void usage(FILE *f) {
             "  --b0-threshold B     volumes with b <= B are b0 (default: 10)\n"
             "  --skip-denoise       fit the tensor on the raw data\n"
             "  --save-denoised      also write denoised.nii.gz\n"
+            "  --preview            also write preview.png: FA and colour FA, 3 axial slices\n"
             "  --slab N             cut NL-means and the fit into z-slabs of N slices\n"
             "                       (default: whole volumes, denoised in place)\n"
             DMRI_S3_OPTIONS_HELP
@@ -59,7 +60,7 @@ int main(int argc, char **argv) {
     o.nthreads = ncpu > 0 ? (int)ncpu : 1;
     int quiet = 0;
 
-    enum { OPT_DATA = 256, OPT_OUT, OPT_THREADS, OPT_B0, OPT_SKIP, OPT_SAVE, OPT_SLAB,
+    enum { OPT_DATA = 256, OPT_OUT, OPT_THREADS, OPT_B0, OPT_SKIP, OPT_SAVE, OPT_PREVIEW, OPT_SLAB,
            OPT_QUIET, OPT_VERSION, OPT_HELP, OPT_S3 };
     static const struct option longopts[] = {
         {"data-dir", required_argument, 0, OPT_DATA},
@@ -68,6 +69,7 @@ int main(int argc, char **argv) {
         {"b0-threshold", required_argument, 0, OPT_B0},
         {"skip-denoise", no_argument, 0, OPT_SKIP},
         {"save-denoised", no_argument, 0, OPT_SAVE},
+        {"preview", no_argument, 0, OPT_PREVIEW},
         {"slab", required_argument, 0, OPT_SLAB},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"version", no_argument, 0, OPT_VERSION},
@@ -106,6 +108,7 @@ int main(int argc, char **argv) {
         }
         case OPT_SKIP: o.skip_denoise = 1; break;
         case OPT_SAVE: o.save_denoised = 1; break;
+        case OPT_PREVIEW: o.preview = 1; break;
         case OPT_SLAB:
             if (parse_int("--slab", optarg, 1, &o.slab_slices) != 0)
                 return 2;

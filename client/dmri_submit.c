@@ -18,6 +18,7 @@
 #include "dmri_alloc.h"
 #include "pipeline_version.h"
 #include "proto.h"
+#include "report.h"
 #include "submit_job.h"
 #include "submit_opts.h"
 #include "submit_progress.h"
@@ -57,6 +58,10 @@ static void usage(FILE *f) {
             "  --b0-threshold B       volumes with b <= B are b0 (default: 10)\n"
             "  --skip-denoise         fit the tensor on the raw data\n"
             "  --save-denoised        also write denoised.nii.gz\n"
+            "  --preview              also write preview.png: FA and colour FA, 3 axial slices\n"
+            "  --report FILE          after the run, write a self-contained HTML report of\n"
+            "                         where the time went (per step, per worker, transfer vs\n"
+            "                         compute, task stream)\n"
             "  --timeout SECONDS      give up on a silent scheduler after this long (default: 30)\n"
             "  --quiet                print nothing but errors\n"
             "  --bench-noop N         measure the scheduler: run N no-op tasks, print tasks/s\n"
@@ -284,11 +289,46 @@ static void on_job_done(client_t *c, const dmri_msg_job_done_t *d) {
         fflush(stdout);
         return;
     }
+    if (c->o->report) {
+        /* Kept for the report; events are JSON text from the scheduler. */
+        j->wall_s = now_s() - j->sent_at;
+        j->summary_json = dmri_malloc(strlen(d->summary) + 1);
+        memcpy(j->summary_json, d->summary, strlen(d->summary) + 1);
+        j->events_json = dmri_malloc(d->events.len + 1);
+        if (d->events.len)
+            memcpy(j->events_json, d->events.data, d->events.len);
+        j->events_json[d->events.len] = '\0';
+    }
     dmri_err_t err = {0};
     if (dmri_submit_job_finish(j, c->o->out_root, d->summary, &err) != 0)
         complain(c, "dmri-submit: subject %s FAILED: %s\n", j->name, j->error);
     else
         say(c, "dmri-submit: subject %s done; FA map: %s/dti_fa.nii.gz\n", j->name, j->out_dir);
+}
+
+/* --report: every subject that ended, with what the scheduler told us. */
+static int write_report(client_t *c) {
+    dmri_report_job_t *rj = dmri_calloc((size_t)c->njobs + 1, sizeof *rj);
+    int n = 0;
+    for (int i = 0; i < c->njobs; i++) {
+        dmri_submit_job_t *j = &c->jobs[i];
+        if (j->state != DMRI_SUBMIT_JOB_DONE && j->state != DMRI_SUBMIT_JOB_FAILED)
+            continue;
+        rj[n].name = j->name;
+        rj[n].state = j->state == DMRI_SUBMIT_JOB_DONE ? "done" : "failed";
+        rj[n].wall_s = j->wall_s;
+        rj[n].summary = j->summary_json;
+        rj[n].events = j->events_json;
+        n++;
+    }
+    dmri_err_t err = {0};
+    int rc = dmri_report_write(c->o->report, c->o->scheduler, rj, n, &err);
+    dmri_free(rj);
+    if (rc != 0)
+        complain(c, "dmri-submit: %s\n", err.msg);
+    else
+        say(c, "dmri-submit: performance report: %s\n", c->o->report);
+    return rc;
 }
 
 /* One message from the scheduler, after WELCOME. */
@@ -672,8 +712,10 @@ int main(int argc, char **argv) {
     } else {
         c.njobs = o.nsubjects;
         c.jobs = dmri_calloc((size_t)o.nsubjects, sizeof *c.jobs);
-        for (int i = 0; i < o.nsubjects; i++)
+        for (int i = 0; i < o.nsubjects; i++) {
             dmri_submit_job_init(&c.jobs[i], o.subjects[i], (uint64_t)i, o.save_denoised);
+            c.jobs[i].preview = o.preview;
+        }
         c.next_request = (uint64_t)c.njobs + 1;
     }
 
@@ -698,6 +740,8 @@ int main(int argc, char **argv) {
             if (c.njobs > 1)
                 say(&c, "dmri-submit: %d of %d subjects succeeded\n", ok, c.njobs);
             code = ok == c.njobs ? 0 : 1;
+            if (o.report && !c.bench && write_report(&c) != 0)
+                code = 1;
             if (!c.stop)
                 send_bye(&c, code == 0 ? "done" : "done, with failures");
         }

@@ -233,6 +233,8 @@ int dmri_submit_job_finish(dmri_submit_job_t *j, const char *out_root, const cha
                 extra = NULL;
         }
         rc = dmri_assembly_write(j->assembly, j->out_dir, extra ? summary : NULL, err);
+        if (rc == 0 && j->preview)
+            rc = dmri_assembly_write_preview(j->assembly, j->out_dir, err);
     }
     if (j->assembly)
         dmri_assembly_destroy(&j->assembly);
@@ -270,6 +272,9 @@ void dmri_submit_job_close(dmri_submit_job_t *j) {
     dmri_free(j->want);
     j->want = NULL;
     j->nwant = 0;
+    dmri_free(j->summary_json);
+    dmri_free(j->events_json);
+    j->summary_json = j->events_json = NULL;
 }
 
 void dmri_submit_job_restart(dmri_submit_job_t *j, uint64_t request) {

@@ -33,6 +33,10 @@ typedef struct {
     uint64_t resume;               /* the job this one continues after a reconnect, or 0 */
     double sent_at;                /* when SUBMIT was sent (monotonic seconds) */
     int save_denoised;
+    int preview;                   /* write preview.png too (set after init) */
+    char *summary_json;            /* JOB_DONE.summary, for --report (owned) */
+    char *events_json;             /* JOB_DONE.events, for --report (owned) */
+    double wall_s;                 /* SUBMIT to JOB_DONE */
     uint64_t done, total;          /* last PROGRESS */
     char step[64];
     int decile;                    /* last 10 % step printed (logs), -1 none */

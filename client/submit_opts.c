@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_SCHED, OPT_OUT, OPT_SAVE, OPT_SKIP, OPT_B0, OPT_TIMEOUT, OPT_QUIET, OPT_BENCH,
+enum { OPT_SCHED, OPT_OUT, OPT_SAVE, OPT_SKIP, OPT_PREVIEW, OPT_REPORT, OPT_B0, OPT_TIMEOUT, OPT_QUIET, OPT_BENCH,
        OPT_HELP, OPT_VERSION };
 
 static const struct {
@@ -20,7 +20,7 @@ static const struct {
     {"scheduler", OPT_SCHED, 1},   {"out", OPT_OUT, 1},         {"save-denoised", OPT_SAVE, 0},
     {"skip-denoise", OPT_SKIP, 0}, {"b0-threshold", OPT_B0, 1}, {"timeout", OPT_TIMEOUT, 1},
     {"quiet", OPT_QUIET, 0},       {"bench-noop", OPT_BENCH, 1}, {"help", OPT_HELP, 0},
-    {"version", OPT_VERSION, 0},
+    {"version", OPT_VERSION, 0},   {"preview", OPT_PREVIEW, 0}, {"report", OPT_REPORT, 1},
 };
 
 int dmri_submit_opts_endpoint(dmri_submit_opts_t *o, const char *text, const char *what,
@@ -131,6 +131,12 @@ int dmri_submit_opts_parse(dmri_submit_opts_t *o, int argc, char **argv,
             break;
         case OPT_SAVE: o->save_denoised = 1; break;
         case OPT_SKIP: o->skip_denoise = 1; break;
+        case OPT_PREVIEW: o->preview = 1; break;
+        case OPT_REPORT:
+            if (!val[0])
+                return dmri_err_set(err, DMRI_EINVAL, "--report: expected a file name, got ''");
+            o->report = val;
+            break;
         case OPT_B0:
             if (parse_number("--b0-threshold", val, 0, 0, 1e12, &o->b0_threshold, err) != 0)
                 return DMRI_EINVAL;

@@ -25,6 +25,8 @@ typedef struct {
     const char *out_root;             /* --out, default "dmri-out" (borrowed) */
     int save_denoised;
     int skip_denoise;
+    int preview;                      /* --preview: preview.png next to the outputs */
+    const char *report;               /* --report FILE: performance report (borrowed) */
     int quiet;
     double b0_threshold;              /* default 10, like dmri-run */
     double timeout;                   /* seconds, default 30 */

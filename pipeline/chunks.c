@@ -4,6 +4,7 @@
  * checked against the subject's geometry before any copy. The arithmetic is
  * the kernels' and the order of tasks.c, so results are bit-identical to
  * dmri-run's. */
+#include "preview.h"
 #include "chunks.h"
 
 #include <dirent.h>
@@ -1292,6 +1293,14 @@ static void remove_stage(const char *stage) {
         closedir(d);
     }
     rmdir(stage);
+}
+
+int dmri_assembly_write_preview(const dmri_assembly_t *a, const char *out_dir, dmri_err_t *err) {
+    char path[DMRI_PATH_MAX];
+    if (dmri_path_join(path, sizeof path, out_dir, DMRI_PREVIEW_FILE) != 0)
+        return dmri_err_set(err, DMRI_ERANGE, "%s: output path too long", out_dir);
+    const dmri_image_t *g = &a->info.geom;
+    return dmri_preview_write(path, g->nx, g->ny, g->nz, a->maps, a->maps + 4 * a->L.nvox, err);
 }
 
 int dmri_assembly_write(dmri_assembly_t *a, const char *out_dir, const char *summary_extra,

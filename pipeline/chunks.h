@@ -124,6 +124,10 @@ int dmri_assembly_add(dmri_assembly_t *a, const dmri_keyref_t *ref, const void *
                       size_t size, dmri_err_t *err);
 /* 1 when every chunk the outputs need has arrived. */
 int dmri_assembly_complete(const dmri_assembly_t *a);
+/* Write preview.png (preview.h) of the assembled FA and colour FA into
+ * out_dir. Call after dmri_assembly_write succeeded. */
+int dmri_assembly_write_preview(const dmri_assembly_t *a, const char *out_dir, dmri_err_t *err);
+
 /* Write all outputs and summary.json into out_dir (created). summary_extra:
  * a JSON object text merged as "cluster": {...} (may be NULL). */
 int dmri_assembly_write(dmri_assembly_t *a, const char *out_dir, const char *summary_extra,

@@ -1,4 +1,5 @@
 /* run: one subject end to end in this process (see run.h). */
+#include "preview.h"
 #include "run.h"
 
 #include <dirent.h>
@@ -226,6 +227,13 @@ int dmri_run_subject(const dmri_subject_paths_t *paths, const dmri_run_opts_t *o
                 rc = dmri_err_set(err, DMRI_ERANGE, "%s: output path too long", o->out_dir);
             else
                 rc = write_summary(&ctx, &subj, sp, t_load, dmri_now() - t0, err);
+        }
+        if (rc == 0 && o->preview) {
+            char pp[DMRI_PATH_MAX];
+            if (dmri_path_join(pp, sizeof pp, o->out_dir, DMRI_PREVIEW_FILE) != 0)
+                rc = dmri_err_set(err, DMRI_ERANGE, "%s: output path too long", o->out_dir);
+            else
+                rc = dmri_preview_write(pp, img->nx, img->ny, img->nz, st.fa, st.color_fa, err);
         }
     }
     remove_stage(stage);

@@ -16,6 +16,7 @@ typedef struct {
     double b0_threshold;     /* default 10 */
     int skip_denoise;
     int save_denoised;
+    int preview;             /* also write preview.png (preview.h) */
     int slab_slices;         /* graph tuning (0 = whole volumes) */
     int vols_per_task;       /* graph tuning (>= 1) */
     FILE *log;               /* step lines and progress; NULL for silence */

@@ -20,6 +20,10 @@ static void usage(FILE *f) {
             "  --port N               port for workers and clients (default 8786; 0: any free)\n"
             "  --pid-file F           write the pid to F while running\n"
             "  --port-file F          write the bound port to F once listening\n"
+            "  --dashboard-port N     HTTP status page, /api/status, /metrics, /health on the\n"
+            "                         --host address (default 8787; 0: none; -1: any free port);\n"
+            "                         a taken port is a warning, not an error\n"
+            "  --dashboard-port-file F  write the status page's port to F once listening\n"
             "  --worker-timeout S     a silent worker is dead after S seconds (default 5)\n"
             "  --client-timeout S     a silent client is gone after S seconds (default 60)\n"
             "  --slab-slices N        NL-means/fit chunk thickness in z (default 16)\n"
@@ -76,12 +80,16 @@ static int num(const char *opt, const char *s, double lo, double hi, double *out
 int main(int argc, char **argv) {
     dmri_server_opts_t o;
     dmri_server_opts_default(&o);
-    enum { O_HOST = 256, O_PORT, O_PID, O_PORTFILE, O_WT, O_CT, O_SLAB, O_VPT, O_QUIET, O_VER,
-           O_HELP, O_STATE, O_MAXMSG, O_MAXCHUNK, O_MAXPEND, O_MAXBAD, O_BADWIN, O_BADBAN };
+    enum { O_HOST = 256, O_PORT, O_PID, O_PORTFILE, O_WT, O_CT, O_SLAB, O_VPT, O_QUIET, O_DPORT,
+           O_DPORTFILE, O_VER, O_HELP, O_STATE, O_MAXMSG, O_MAXCHUNK, O_MAXPEND, O_MAXBAD, O_BADWIN,
+           O_BADBAN };
     static const struct option opts[] = {{"host", required_argument, 0, O_HOST},
                                          {"port", required_argument, 0, O_PORT},
                                          {"pid-file", required_argument, 0, O_PID},
                                          {"port-file", required_argument, 0, O_PORTFILE},
+                                         {"dashboard-port", required_argument, 0, O_DPORT},
+                                         {"dashboard-port-file", required_argument, 0,
+                                          O_DPORTFILE},
                                          {"worker-timeout", required_argument, 0, O_WT},
                                          {"client-timeout", required_argument, 0, O_CT},
                                          {"slab-slices", required_argument, 0, O_SLAB},
@@ -110,6 +118,11 @@ int main(int argc, char **argv) {
             break;
         case O_PID: o.pid_file = optarg; break;
         case O_PORTFILE: o.port_file = optarg; break;
+        case O_DPORT:
+            if (num("--dashboard-port", optarg, -1, 65535, &v)) return 2;
+            o.dashboard_port = (int)v;
+            break;
+        case O_DPORTFILE: o.dashboard_port_file = optarg; break;
         case O_WT:
             if (num("--worker-timeout", optarg, 0.2, 86400, &v)) return 2;
             o.sched.worker_timeout = v;

@@ -11,6 +11,7 @@
 #include "dmri_alloc.h"
 #include "graph.h"
 #include "peerguard.h"
+#include "status_json.h"
 #include "strmap.h"
 #include "transport.h"
 
@@ -18,6 +19,7 @@
 #define PRODUCER_LOAD (-2)
 #define MAX_WANTED 1024
 #define MAX_NOOP 10000000ull
+#define JOB_EVENTS_MAX 100000   /* task events kept per job for its report */
 
 enum { T_WAITING, T_RUNNING, T_DONE };
 enum { J_LOADING, J_RUNNING };
@@ -72,6 +74,9 @@ typedef struct {
     double *noop_sent;     /* per task: time assigned */
     double *noop_rtt;      /* samples */
     size_t noop_nrtt;
+    /* finished tasks, for the client's performance report (JOB_DONE.events) */
+    dmri_sched_event_t *ev;
+    size_t nev, capev;
 } job_t;
 
 typedef struct {
@@ -87,7 +92,8 @@ typedef struct {
     char addr[DMRI_PROTO_MAX_STR + 1];
     int nthreads, wanted;
     double last_heard;
-    uint64_t memory;
+    uint64_t memory, memory_limit;
+    uint64_t tasks_done, bytes_fetched;
     running_t *run;
     int nrun, caprun;
 } worker_t;
@@ -128,7 +134,27 @@ struct dmri_sched {
     double orphans_until;     /* unresumed journal jobs are dropped after this */
     dmri_peerguard_t *guard;   /* malformed-message strikes and bans */
     double last_prune;
+    /* the dashboard's counters and task stream */
+    double t0;
+    uint64_t step_completed[DMRI_SCHED_NSTEPS];
+    uint64_t step_hist[DMRI_SCHED_NSTEPS][DMRI_SCHED_NBUCKETS];
+    double step_seconds[DMRI_SCHED_NSTEPS];
+    dmri_sched_event_t *ring;   /* DMRI_SCHED_EVENT_RING */
+    size_t ring_next, ring_n;
 };
+
+const double dmri_sched_buckets[DMRI_SCHED_NBUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+                                                        1,     5,     10,   30,   60,  300};
+
+const char *dmri_sched_step_name(int step) {
+    if (step >= 0 && step < DMRI_TASK_NKINDS)
+        return dmri_task_kind_name((dmri_task_kind_t)step);
+    if (step == DMRI_SCHED_STEP_LOAD)
+        return "load";
+    if (step == DMRI_SCHED_STEP_NOOP)
+        return "noop";
+    return "unknown";
+}
 
 /* ---- small helpers ---- */
 
@@ -260,6 +286,7 @@ static void job_free(job_t *j) {
     dmri_free(j->noop_requeue);
     dmri_free(j->noop_sent);
     dmri_free(j->noop_rtt);
+    dmri_free(j->ev);
     dmri_free(j);
 }
 
@@ -313,6 +340,8 @@ static void job_fail(dmri_sched_t *s, job_t *j, const char *fmt, ...) {
         send_to(s, c->ident, c->ident_len, &m);
     }
     s->stats.tasks_failed++;
+    if (!j->noop)
+        s->stats.subjects_failed++;
     job_remove(s, j);
 }
 
@@ -528,8 +557,17 @@ static void job_finish(dmri_sched_t *s, job_t *j) {
         dmri_msg_init(&m, DMRI_MSG_JOB_DONE);
         m.u.job_done.job = j->id;
         m.u.job_done.summary = summary;
+        char *events = j->noop ? NULL : dmri_status_events_json(j->ev, j->nev, j->t_submit - s->t0,
+                                                                 8u << 20);
+        if (events) {
+            m.u.job_done.events.data = (uint8_t *)events;
+            m.u.job_done.events.len = strlen(events);
+        }
         send_to(s, c->ident, c->ident_len, &m);
+        dmri_free(events);
     }
+    if (!j->noop)
+        s->stats.subjects_done++;
     job_remove(s, j);
 }
 
@@ -853,6 +891,7 @@ static void on_hello(dmri_sched_t *s, const uint8_t *peer, size_t n, const char 
         snprintf(w->name, sizeof w->name, "%s", h->name[0] ? h->name : "worker");
         snprintf(w->addr, sizeof w->addr, "%s", h->peer_addr);
         w->nthreads = h->nthreads > 0 && h->nthreads < 4096 ? (int)h->nthreads : 1;
+        w->memory_limit = h->memory_limit;
         w->last_heard = now(s);
         dmri_strmap_put(&s->peers, hex, slot * 2);
         s->stats.workers++;
@@ -1060,6 +1099,50 @@ static void on_load_done(dmri_sched_t *s, job_t *j, int wslot, const dmri_msg_ta
     progress(s, j, 1);
 }
 
+/* A peer's number of seconds, made safe to add up (NaN, negative or absurd: 0). */
+static double sane_seconds(double x) { return x >= 0 && x < 1e7 ? x : 0; }
+
+/* A task finished: counters, histogram, the task-stream ring, the job's list. */
+static void record_event(dmri_sched_t *s, job_t *j, int wslot, int step,
+                         const dmri_msg_task_done_t *d) {
+    worker_t *w = &s->workers[wslot];
+    dmri_sched_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.job = j->id;
+    ev.step = step;
+    ev.thread = d->thread < 4096 ? (int)d->thread : 0;
+    ev.worker_id = w->id;
+    snprintf(ev.worker, sizeof ev.worker, "%s", w->name);
+    ev.compute_s = sane_seconds(d->seconds);
+    ev.fetch_s = sane_seconds(d->fetch_seconds);
+    ev.fetch_bytes = d->fetch_bytes;
+    ev.end = now(s) - s->t0;
+    ev.start = ev.end - ev.compute_s - ev.fetch_s;
+    if (ev.start < 0)
+        ev.start = 0;
+    w->tasks_done++;
+    w->bytes_fetched += d->fetch_bytes;
+    s->stats.bytes_fetched += d->fetch_bytes;
+    s->step_completed[step]++;
+    s->step_seconds[step] += ev.compute_s;
+    int b = 0;
+    while (b < DMRI_SCHED_NBUCKETS && ev.compute_s > dmri_sched_buckets[b])
+        b++;
+    if (b < DMRI_SCHED_NBUCKETS)
+        s->step_hist[step][b]++;
+    s->ring[s->ring_next] = ev;
+    s->ring_next = (s->ring_next + 1) % DMRI_SCHED_EVENT_RING;
+    if (s->ring_n < DMRI_SCHED_EVENT_RING)
+        s->ring_n++;
+    if (j->noop || j->nev >= JOB_EVENTS_MAX)
+        return;
+    if (j->nev == j->capev) {
+        j->capev = j->capev ? 2 * j->capev : 256;
+        j->ev = dmri_realloc(j->ev, j->capev * sizeof *j->ev);
+    }
+    j->ev[j->nev++] = ev;
+}
+
 static void on_task_done(dmri_sched_t *s, int wslot, const dmri_msg_task_done_t *d) {
     worker_t *w = &s->workers[wslot];
     int was_running = running_remove(w, d->job, d->task);
@@ -1071,6 +1154,12 @@ static void on_task_done(dmri_sched_t *s, int wslot, const dmri_msg_task_done_t 
         return;
     }
     s->stats.tasks_done++;
+    int step = j->noop                     ? DMRI_SCHED_STEP_NOOP
+               : d->task == LOAD_TASK_ID   ? DMRI_SCHED_STEP_LOAD
+               : d->task < (uint64_t)j->ntasks ? (int)j->graph.tasks[d->task].kind
+                                               : -1;
+    if (step >= 0)
+        record_event(s, j, wslot, step, d);
     if (j->noop) {
         if (d->task < j->noop_total) {
             j->noop_rtt[j->noop_nrtt++ % j->noop_total] = now(s) - j->noop_sent[d->task];
@@ -1191,6 +1280,8 @@ dmri_sched_t *dmri_sched_new(const dmri_sched_opts_t *opts, const dmri_sched_io_
     dmri_strmap_init(&s->peers);
     s->guard = dmri_peerguard_new(opts->max_malformed, opts->malformed_window,
                                   opts->malformed_ban);
+    s->t0 = now(s);
+    s->ring = dmri_calloc(DMRI_SCHED_EVENT_RING, sizeof *s->ring);
     return s;
 }
 
@@ -1206,6 +1297,7 @@ void dmri_sched_destroy(dmri_sched_t **ps) {
     dmri_free(s->workers);
     dmri_free(s->clients);
     dmri_free(s->relays);
+    dmri_free(s->ring);
     dmri_strmap_close(&s->peers);
     dmri_peerguard_destroy(&s->guard);
     dmri_free(s);
@@ -1429,6 +1521,7 @@ void dmri_sched_tick(dmri_sched_t *s) {
         if (s->workers[i].alive && t - s->workers[i].last_heard > s->o.worker_timeout) {
             char why[64];
             snprintf(why, sizeof why, "no heartbeat for %.1f s", t - s->workers[i].last_heard);
+            s->stats.heartbeats_missed++;
             worker_lost(s, i, why);
         }
     for (int i = 0; i < s->nclients; i++)
@@ -1472,4 +1565,93 @@ void dmri_sched_shutdown(dmri_sched_t *s, const char *reason) {
 void dmri_sched_stats(const dmri_sched_t *s, dmri_sched_stats_t *st) {
     *st = s->stats;
     st->jobs = s->njobs;
+}
+
+void dmri_sched_snapshot(const dmri_sched_t *s, dmri_sched_snapshot_t *snap) {
+    memset(snap, 0, sizeof *snap);
+    double t = s->io.now(s->ctx);
+    snap->now = t - s->t0;
+    dmri_sched_stats(s, &snap->stats);
+    snap->workers = dmri_calloc((size_t)s->nworkers + 1, sizeof *snap->workers);
+    for (int i = 0; i < s->nworkers; i++) {
+        const worker_t *w = &s->workers[i];
+        if (!w->alive)
+            continue;
+        dmri_sched_worker_view_t *v = &snap->workers[snap->nworkers++];
+        v->id = w->id;
+        snprintf(v->name, sizeof v->name, "%s", w->name);
+        snprintf(v->address, sizeof v->address, "%s", w->addr);
+        v->threads = w->nthreads;
+        v->running = w->nrun;
+        v->memory = w->memory;
+        v->memory_limit = w->memory_limit;
+        v->tasks_done = w->tasks_done;
+        v->bytes_fetched = w->bytes_fetched;
+        v->last_heartbeat_s = t - w->last_heard;
+    }
+    snap->jobs = dmri_calloc((size_t)s->njobs + 1, sizeof *snap->jobs);
+    for (int ji = 0; ji < s->njobs; ji++) {
+        const job_t *j = s->jobs[ji];
+        dmri_sched_job_view_t *v = &snap->jobs[snap->njobs++];
+        v->job = j->id;
+        snprintf(v->subject, sizeof v->subject, "%s", j->subject);
+        v->elapsed_s = t - j->t_submit;
+        if (j->noop) {
+            v->state = "no-op";
+            v->step_total[DMRI_SCHED_STEP_NOOP] = j->noop_total;
+            v->step_done[DMRI_SCHED_STEP_NOOP] = j->noop_done;
+            uint64_t running = 0;
+            for (int w = 0; w < s->nworkers; w++)
+                if (s->workers[w].alive)
+                    for (int r = 0; r < s->workers[w].nrun; r++)
+                        running += s->workers[w].run[r].job == j->id;
+            snap->tasks_running += running;
+            if (j->noop_total > j->noop_done + running)
+                snap->tasks_ready += j->noop_total - j->noop_done - running;
+            v->done = j->noop_done;
+            v->total = j->noop_total;
+            continue;
+        }
+        v->state = j->state == J_LOADING ? "loading" : "running";
+        v->step_total[DMRI_SCHED_STEP_LOAD] = 1;
+        v->step_done[DMRI_SCHED_STEP_LOAD] = j->load.state == T_DONE;
+        if (j->load.state == T_RUNNING)
+            snap->tasks_running++;
+        else if (j->load.state == T_WAITING)
+            snap->tasks_ready++;
+        for (int i = 0; i < j->ntasks; i++) {
+            const task_t *tk = &j->tasks[i];
+            int k = (int)j->graph.tasks[i].kind;
+            v->step_total[k]++;
+            if (tk->state == T_DONE)
+                v->step_done[k]++;
+            else if (tk->state == T_RUNNING)
+                snap->tasks_running++;
+            else if (k != DMRI_TASK_SAVE && task_ready(j, tk))
+                snap->tasks_ready++;
+            else
+                snap->tasks_waiting++;
+        }
+        v->done = (uint64_t)j->done_tasks + (j->load.state == T_DONE);
+        v->total = (uint64_t)j->ntasks + 1;
+    }
+    size_t nev = s->ring_n < DMRI_SCHED_SNAPSHOT_EVENTS ? s->ring_n : DMRI_SCHED_SNAPSHOT_EVENTS;
+    snap->events = dmri_malloc((nev + 1) * sizeof *snap->events);
+    size_t first = (s->ring_next + DMRI_SCHED_EVENT_RING - nev) % DMRI_SCHED_EVENT_RING;
+    for (size_t i = 0; i < nev; i++)
+        snap->events[i] = s->ring[(first + i) % DMRI_SCHED_EVENT_RING];
+    snap->nevents = (int)nev;
+    memcpy(snap->step_completed, s->step_completed, sizeof snap->step_completed);
+    memcpy(snap->step_hist, s->step_hist, sizeof snap->step_hist);
+    memcpy(snap->step_seconds, s->step_seconds, sizeof snap->step_seconds);
+}
+
+void dmri_sched_snapshot_close(dmri_sched_snapshot_t *snap) {
+    dmri_free(snap->workers);
+    dmri_free(snap->jobs);
+    dmri_free(snap->events);
+    snap->workers = NULL;
+    snap->jobs = NULL;
+    snap->events = NULL;
+    snap->nworkers = snap->njobs = snap->nevents = 0;
 }

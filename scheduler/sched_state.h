@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "journal.h"
+#include "graph.h"
 #include "proto.h"
 
 typedef struct {
@@ -96,7 +97,80 @@ typedef struct {
     uint64_t peers_banned;     /* bans for malformed messages */
     uint64_t ignored;          /* messages from banned peers */
     uint64_t submits_refused;  /* over max_pending_per_client */
+    uint64_t heartbeats_missed;  /* workers declared dead for silence */
+    uint64_t bytes_fetched;      /* worker-to-worker input bytes (TASK_DONE.fetch_bytes) */
+    uint64_t subjects_done, subjects_failed; /* jobs of real subjects (not no-op) */
 } dmri_sched_stats_t;
 void dmri_sched_stats(const dmri_sched_t *s, dmri_sched_stats_t *st);
+
+/* ---- the status page's view (see status_json.h, metrics.h) ----
+ * Steps: the graph's task kinds (0 .. DMRI_TASK_NKINDS-1), then LOAD, then
+ * NOOP. */
+#define DMRI_SCHED_STEP_LOAD DMRI_TASK_NKINDS
+#define DMRI_SCHED_STEP_NOOP (DMRI_TASK_NKINDS + 1)
+#define DMRI_SCHED_NSTEPS (DMRI_TASK_NKINDS + 2)
+const char *dmri_sched_step_name(int step);
+
+/* Upper bounds (s) of the task-duration histogram buckets (+Inf implied). */
+#define DMRI_SCHED_NBUCKETS 12
+extern const double dmri_sched_buckets[DMRI_SCHED_NBUCKETS];
+
+/* One finished task, placed on the scheduler's clock: `end` is when its
+ * TASK_DONE arrived, `start` = end - (fetch + compute seconds the worker
+ * reported), so workers' clocks never matter. Times in s since the
+ * scheduler started. */
+typedef struct {
+    uint64_t job;
+    int step;
+    int thread;               /* worker thread index (TASK_DONE.thread) */
+    uint64_t worker_id;
+    char worker[128];
+    double start, end, compute_s, fetch_s;
+    uint64_t fetch_bytes;
+} dmri_sched_event_t;
+
+typedef struct {
+    uint64_t id;
+    char name[128];
+    char address[DMRI_PROTO_MAX_STR + 1];
+    int threads, running;
+    uint64_t memory, memory_limit, tasks_done, bytes_fetched;
+    double last_heartbeat_s;  /* s since its last message */
+} dmri_sched_worker_view_t;
+
+typedef struct {
+    uint64_t job;
+    char subject[DMRI_PROTO_MAX_STR + 1];
+    const char *state;        /* "loading", "running", "no-op" */
+    double elapsed_s;
+    uint64_t done, total;     /* every task (and LOAD) */
+    uint64_t step_done[DMRI_SCHED_NSTEPS], step_total[DMRI_SCHED_NSTEPS];
+} dmri_sched_job_view_t;
+
+/* A copy of everything the dashboard shows; owns its arrays. */
+typedef struct {
+    double now;               /* s since the scheduler started */
+    dmri_sched_stats_t stats;
+    dmri_sched_worker_view_t *workers;
+    int nworkers;
+    dmri_sched_job_view_t *jobs;
+    int njobs;
+    dmri_sched_event_t *events;   /* oldest first, the newest DMRI_SCHED_SNAPSHOT_EVENTS */
+    int nevents;
+    uint64_t tasks_waiting, tasks_ready, tasks_running;
+    uint64_t step_completed[DMRI_SCHED_NSTEPS];
+    uint64_t step_hist[DMRI_SCHED_NSTEPS][DMRI_SCHED_NBUCKETS]; /* non-cumulative */
+    double step_seconds[DMRI_SCHED_NSTEPS];
+} dmri_sched_snapshot_t;
+
+#define DMRI_SCHED_EVENT_RING 8192
+/* Events a snapshot copies (the newest): what a 1100-pixel-wide task
+ * stream can show, and what keeps /api/status a few hundred kB. */
+#define DMRI_SCHED_SNAPSHOT_EVENTS 1500
+
+/* Fill *snap (allocating its arrays). Cost: O(workers + tasks + ring). */
+void dmri_sched_snapshot(const dmri_sched_t *s, dmri_sched_snapshot_t *snap);
+/* Free the arrays; safe twice. */
+void dmri_sched_snapshot_close(dmri_sched_snapshot_t *snap);
 
 #endif

@@ -14,11 +14,15 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "dashboard.h"
 #include "dmri_alloc.h"
 #include "strmap.h"
 #include "transport.h"
 
 #define MAX_FETCH_SOCKETS 4096
+/* The dashboard sees the state at most this old; publishing costs a copy of
+ * the workers, the jobs' task states and the task-stream ring. */
+#define DASHBOARD_PERIOD_S 0.25
 
 typedef struct {
     const dmri_server_opts_t *o;
@@ -28,6 +32,7 @@ typedef struct {
     dmri_strmap_t fetch_index;   /* peer address -> index in fetch[] */
     void **fetch;                /* DEALERs to workers' peer sockets */
     int nfetch;
+    dmri_dashboard_t *dash;      /* NULL when disabled or its port was taken */
 } server_t;
 
 static int signal_pipe[2] = {-1, -1};
@@ -190,6 +195,7 @@ void dmri_server_opts_default(dmri_server_opts_t *o) {
     o->port = 8786;
     o->max_msg = DMRI_PROTO_DEFAULT_MAX_MSG;
     o->max_chunk = DMRI_PROTO_DEFAULT_MAX_CHUNK;
+    o->dashboard_port = 8787;
     dmri_sched_opts_default(&o->sched);
 }
 
@@ -280,7 +286,29 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
             log_line(&sv, "cannot write the pid file");
     }
 
-    double last_tick = 0;
+    if (o->dashboard_port != 0) {
+        dmri_err_t derr = {0};
+        if (dmri_dashboard_new(o->host, o->dashboard_port < 0 ? 0 : o->dashboard_port, &sv.dash,
+                               &derr) != 0) {
+            /* Scheduling matters more than the page: warn and go on. */
+            snprintf(line, sizeof line, "WARNING: %.400s; scheduling goes on without the status page "
+                                        "(--dashboard-port N to choose another, 0 for none)",
+                     derr.msg);
+            log_line(&sv, line);
+        } else {
+            snprintf(line, sizeof line, "status page on http://%s:%d/ (/api/status, /metrics, "
+                                        "/health)",
+                     o->host, dmri_dashboard_port(sv.dash));
+            log_line(&sv, line);
+            if (o->dashboard_port_file) {
+                char text[32];
+                snprintf(text, sizeof text, "%d\n", dmri_dashboard_port(sv.dash));
+                write_small_file(o->dashboard_port_file, text);
+            }
+        }
+    }
+
+    double last_tick = 0, last_publish = -1;
     int stop = 0;
     zmq_pollitem_t *items = NULL;
     while (!stop) {
@@ -315,6 +343,13 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
             dmri_sched_tick(sv.sched);
             last_tick = t;
         }
+        if (sv.dash && t - last_publish >= DASHBOARD_PERIOD_S) {
+            dmri_sched_snapshot_t snap;
+            dmri_sched_snapshot(sv.sched, &snap);
+            if (dmri_dashboard_publish(sv.dash, &snap, t))
+                last_publish = t;
+            dmri_sched_snapshot_close(&snap);
+        }
     }
     dmri_sched_stats_t st;
     dmri_sched_stats(sv.sched, &st);
@@ -345,6 +380,7 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     int linger = 1000;
     zmq_setsockopt(sv.router, ZMQ_LINGER, &linger, sizeof linger);
     dmri_free(items);
+    dmri_dashboard_destroy(&sv.dash);
     dmri_sched_destroy(&sv.sched);
     dmri_journal_close(&journal);
     for (int i = 0; i < sv.nfetch; i++)

@@ -1,7 +1,8 @@
 /* server: the ZeroMQ shell of dmri-scheduler — the ROUTER socket on port
  * 8786, the DEALER sockets to workers' peer sockets (for relaying results to
  * clients), the poll loop, timers and signals. All decisions are taken by
- * sched.h; this module only decodes, delivers and sends. */
+ * sched.h; this module only decodes, delivers and sends. It also publishes a
+ * snapshot of the state to the HTTP dashboard (dashboard.h) 4 times a second. */
 #ifndef DMRI_SERVER_H
 #define DMRI_SERVER_H
 
@@ -17,6 +18,8 @@ typedef struct {
     int quiet;               /* no log lines */
     int64_t max_msg;         /* ZMQ_MAXMSGSIZE of port 8786 (DMRI_PROTO_DEFAULT_MAX_MSG) */
     int64_t max_chunk;       /* ... of the sockets fetching chunks from workers */
+    int dashboard_port;      /* HTTP status page (8787); 0: none, -1: any free port */
+    const char *dashboard_port_file; /* its port, written once listening (tests) */
     dmri_sched_opts_t sched;
 } dmri_server_opts_t;
 

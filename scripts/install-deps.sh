@@ -19,6 +19,10 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev nodejs awscli
   # scripts/fuzz.sh: libFuzzer comes with clang's runtime libraries
   clang libclang-rt-14-dev
+  # the scheduler's status page (HTTP server in its own thread), --preview PNGs;
+  # the dashboard test renders the page in headless Chromium and checks
+  # /metrics with promtool (Debian's prometheus package)
+  libmicrohttpd-dev libpng-dev chromium prometheus
 )
 
 if [ "${1:-}" = "--list" ]; then

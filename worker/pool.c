@@ -15,6 +15,7 @@ struct dmri_pool {
     pthread_cond_t cv;         /* work arrived or stop */
     pthread_t *threads;        /* nthreads */
     int nthreads;
+    int started;               /* threads that took their index */
     dmri_pool_item_t *head, *tail;           /* waiting items */
     dmri_pool_item_t *done_head, *done_tail; /* finished items */
     int outstanding;           /* submitted, not yet taken back */
@@ -43,9 +44,15 @@ static dmri_pool_item_t *pop(dmri_pool_item_t **head, dmri_pool_item_t **tail) {
     return it;
 }
 
+/* Which of its pool's threads runs here (for the dashboard's task stream). */
+static _Thread_local int thread_index = -1;
+
+int dmri_pool_thread_index(void) { return thread_index; }
+
 static void *thread_main(void *arg) {
     dmri_pool_t *p = arg;
     pthread_mutex_lock(&p->mu);
+    thread_index = p->started++;
     for (;;) {
         while (!p->stop && !p->head)
             pthread_cond_wait(&p->cv, &p->mu);

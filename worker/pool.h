@@ -32,6 +32,9 @@ int dmri_pool_outstanding(dmri_pool_t *p);
 /* Items being run by a thread right now. */
 int dmri_pool_running(dmri_pool_t *p);
 
+/* On a compute thread: its index in its pool (0 .. nthreads-1), else -1. */
+int dmri_pool_thread_index(void);
+
 /* Ask the threads to stop: no waiting item starts any more. Returns the
  * number of items still being run (0: destroy will not block). */
 int dmri_pool_stop(dmri_pool_t *p);

@@ -232,7 +232,9 @@ static void on_fetched(void *ctx, void *waiter, size_t index, const char *key,
     }
     dmri_wstore_unref(t->inputs[index]);
     t->inputs[index] = entry;
+    t->fetch_bytes += dmri_wstore_entry_size(entry);
     if (t->nmissing > 0 && --t->nmissing == 0) {
+        t->fetch_seconds = dmri_now() - t->t_assigned;
         unlink_waiting(w, t);
         start_task(w, t);
     }
@@ -267,6 +269,7 @@ static void on_assign(worker_t *w, const dmri_msg_task_assign_t *a, double now) 
     t->data_dir = w->o->data_dir;
     t->s3 = w->o->use_s3 ? &w->o->s3 : NULL;
     t->generation = w->generation;
+    t->t_assigned = now;
     if (t->kind == DMRI_TASK_KIND_LOAD) {
         dmri_pool_submit(w->pool, &t->item);
         return;
@@ -325,6 +328,9 @@ static void on_task_finished(worker_t *w, dmri_wtask_t *t) {
     m.u.task_done.out_keys = t->out_keys;
     m.u.task_done.out_sizes = t->out_sizes;
     m.u.task_done.seconds = t->seconds;
+    m.u.task_done.thread = t->thread > 0 ? (uint64_t)t->thread : 0;
+    m.u.task_done.fetch_bytes = t->fetch_bytes;
+    m.u.task_done.fetch_seconds = t->fetch_seconds;
     if (t->info_blob) {
         m.u.task_done.info.data = t->info_blob;
         m.u.task_done.info.len = t->info_len;

@@ -219,6 +219,7 @@ static int run_graph(dmri_wtask_t *t) {
 void dmri_wtask_run(dmri_pool_item_t *it) {
     dmri_wtask_t *t = (dmri_wtask_t *)it;
     double t0 = dmri_now();
+    t->thread = dmri_pool_thread_index();
     t->rc = t->kind == DMRI_TASK_KIND_LOAD ? run_load(t) : run_graph(t);
     t->seconds = dmri_now() - t0;
 }

@@ -42,6 +42,10 @@ typedef struct dmri_wtask {
     dmri_err_t err;
     const char *lost_input;       /* in_keys[i] whose spilled copy could not be read, or NULL */
     double seconds;               /* wall time of the body */
+    int thread;                   /* pool thread that ran it */
+    /* inputs fetched from peers (main thread): for TASK_DONE */
+    double t_assigned, fetch_seconds;
+    uint64_t fetch_bytes;
     dmri_strlist_t out_keys;      /* owned */
     dmri_u64list_t out_sizes;     /* owned */
     uint8_t *info_blob;           /* LOAD: the info chunk for TASK_DONE.info */

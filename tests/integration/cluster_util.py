@@ -23,6 +23,10 @@ class Cluster:
         port_file = os.path.join(tmp, f"sched-{self.tag}.port")
         log = os.path.join(tmp, f"scheduler-{self.tag}.log")
         self.sched_log = log
+        # Many tests run schedulers in parallel: no status page unless asked for
+        # (a taken 8787 would only be a warning, but keep the logs quiet).
+        if not any(str(a).startswith("--dashboard-port") for a in sched_args):
+            sched_args = ["--dashboard-port", "0", *sched_args]
         self.sched = self._start("scheduler", [self.bin("scheduler", "dmri-scheduler"), "--port", "0",
                                                "--port-file", port_file, *sched_args], log)
         deadline = time.time() + 10

@@ -369,6 +369,15 @@ static void test_subject_graph(void) {
         CHECK(jf->job == job && strstr(jf->text, "disk on fire"));
         CHECK(count(DMRI_MSG_RELEASE, "worker-a", 0) > 0); /* chunks freed */
     }
+    /* The dashboard counts it as a failed subject, the LOAD as a completed
+     * task of step "load". */
+    dmri_sched_snapshot_t snap;
+    dmri_sched_snapshot(s, &snap);
+    CHECK_INT(snap.stats.subjects_failed, 1);
+    CHECK_INT(snap.stats.subjects_done, 0);
+    CHECK(snap.step_completed[DMRI_SCHED_STEP_LOAD] >= 1);
+    CHECK_INT(snap.njobs, 0);
+    dmri_sched_snapshot_close(&snap);
     dmri_sched_destroy(&s);
 
     /* Again; this time worker-a (the only holder of the raw chunks) dies
