@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake pkg-config
   libnifti2-dev zlib1g-dev libisal-dev libopenblas-dev liblapacke-dev
   libzmq3-dev libmsgpack-dev
+  # JSON of the scheduler's status document (dmri-submit --status)
+  libjansson-dev
   # the numerical reference for the parity tests: dipy 1.6 and friends
   python3-dipy python3-nibabel python3-scipy python3-numpy
   # a scripted peer for the protocol tests of the daemons
