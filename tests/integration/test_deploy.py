@@ -10,6 +10,7 @@ its own dmri_prefix and dmri_state_dir through inventory host variables.
 Needs root (namespaces); exits 77 (ctest: skipped) otherwise."""
 import argparse
 import glob
+import json
 import os
 import re
 import shutil
@@ -148,6 +149,38 @@ def ansible(tmp, playbook, env, timeout=420):
     return r, recap
 
 
+def check_examples(tmp):
+    """hosts.example parses in both forms (EC2 as is, Azure once uncommented)
+    with the right groups, and every playbook passes --syntax-check."""
+    text = open(os.path.join(DEPLOY, "hosts.example")).read()
+    azure = text[text.index("# --- Azure"):text.index("# --- settings")]
+    azure = "\n".join(line[2:] if line.startswith("# ") else "" for line in azure.splitlines()
+                      if not line.startswith("# ---") and not line.startswith("# Needs"))
+    with open(os.path.join(tmp, "hosts.azure"), "w") as f:
+        f.write(azure + "\n")
+    env = dict(os.environ, ANSIBLE_HOME=os.path.join(tmp, "ansible-home"),
+               ANSIBLE_LOCAL_TEMP=os.path.join(tmp, "ansible-local"))
+    ec2 = text[:text.index("# --- Azure")]
+    with open(os.path.join(tmp, "hosts.ec2"), "w") as f:
+        f.write(ec2)
+    for form, keys in (("ec2", ("ansible_user", "ansible_ssh_private_key_file")),
+                       ("azure", ("ansible_port", "ansible_password", "ansible_user"))):
+        r = sh("ansible-inventory", "-i", os.path.join(tmp, f"hosts.{form}"), "--list", check=False,
+               env=env)
+        inv = json.loads(r.stdout) if r.returncode == 0 else {}
+        masters = inv.get("masters", {}).get("hosts", [])
+        slaves = inv.get("slaves", {}).get("hosts", [])
+        hv = inv.get("_meta", {}).get("hostvars", {})
+        expect(masters == ["master"] and slaves == ["slave1", "slave2"] and
+               all(k in hv.get(h, {}) for h in masters + slaves for k in keys),
+               f"hosts.example, {form} form: [masters] {masters}, [slaves] {slaves}, {keys}")
+    for pb in ("ansible_setup.yml", "ansible_start.yml", "ansible_stop.yml",
+               "ansible_dask_start.yml", "ansible_dask_stop.yml"):
+        r = sh("ansible-playbook", "--syntax-check", "-i", os.path.join(tmp, "hosts.ec2"),
+               os.path.join(DEPLOY, pb), check=False, env=env)
+        expect(r.returncode == 0, f"{pb} passes --syntax-check {r.stderr.strip()[-200:]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
@@ -176,6 +209,7 @@ def main():
         os.makedirs(os.path.join(tmp, "ssh"))
         os.makedirs(cp_dir)
         os.makedirs("/run/sshd", exist_ok=True)   # sshd's privilege separation folder
+        check_examples(tmp)
         make_network()
         idkey = os.path.join(tmp, "ssh", "id")
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", idkey)
