@@ -22,6 +22,7 @@
 #include "submit_job.h"
 #include "submit_opts.h"
 #include "submit_progress.h"
+#include "submit_status.h"
 #include "transport.h"
 
 #define FLAG_SKIP_DENOISE 1
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: dmri-submit [options] SUBJECT [SUBJECT ...]\n"
             "       dmri-submit --bench-noop N [--scheduler HOST:PORT]\n"
+            "       dmri-submit --status [--json] [--scheduler HOST:PORT] [--timeout S]\n"
             "\n"
             "Runs brain mask -> noise estimate -> NL-means denoising -> tensor fit\n"
             "(the science of dipy 1.6, as dmri-run) on the cluster: each SUBJECT is sent\n"
@@ -65,6 +67,9 @@ static void usage(FILE *f) {
             "  --timeout SECONDS      give up on a silent scheduler after this long (default: 30)\n"
             "  --quiet                print nothing but errors\n"
             "  --bench-noop N         measure the scheduler: run N no-op tasks, print tasks/s\n"
+            "  --status               print the scheduler's workers (name, address, threads)\n"
+            "                         and job counts; exit 1 if it does not answer in --timeout\n"
+            "  --json                 with --status: the scheduler's JSON document instead\n"
             "  --version, --help\n"
             "\n"
             "Outputs: mask.nii.gz, dti_fa/md/ad/rd.nii.gz, dti_evecs.nii.gz,\n"
@@ -538,6 +543,73 @@ static int handshake(client_t *c) {
     return 0;
 }
 
+/* --status: STATUS_QUERY after the handshake, then print the STATUS answer.
+ * Returns the exit code. */
+static int query_status(client_t *c) {
+    dmri_msg_t q;
+    dmri_msg_init(&q, DMRI_MSG_STATUS_QUERY);
+    q.u.status_query.request = 1;
+    if (send_msg(c, &q) != 0)
+        return 1;
+    double deadline = now_s() + c->o->timeout;
+    int code = -1;
+    while (code < 0) {
+        double left = deadline - now_s();
+        if (left <= 0) {
+            fprintf(stderr, "dmri-submit: scheduler at %s did not answer the status query in "
+                            "%.0f s\n", c->o->scheduler, c->o->timeout);
+            return 1;
+        }
+        long ms = (long)(left * 1000) + 1;
+        int r = wait_input(c, ms < POLL_MS ? ms : POLL_MS);
+        if (r < 0)
+            return exit_for_signal(c);
+        if (r == 0)
+            continue;
+        dmri_msg_t m;
+        dmri_payload_t payload;
+        dmri_err_t err = {0};
+        int rc = dmri_proto_recv(c->sock, 0, NULL, NULL, &m, &payload, NULL, &err);
+        if (rc == DMRI_ECANCEL)
+            continue;
+        if (rc != 0) {
+            fprintf(stderr, "dmri-submit: bad answer from the scheduler at %s: %s\n",
+                    c->o->scheduler, err.msg[0] ? err.msg : dmri_strerror(rc));
+            return 1;
+        }
+        if (m.type == DMRI_MSG_STATUS) {
+            char *text = NULL;
+            if (dmri_submit_status_render((const char *)m.u.status.json.data,
+                                          m.u.status.json.len, c->o->json, c->o->scheduler,
+                                          &text, &err) == 0) {
+                fputs(text, stdout);
+                fflush(stdout);
+                free(text);
+                code = 0;
+            } else {
+                fprintf(stderr, "dmri-submit: %s\n", err.msg);
+                code = 1;
+            }
+        } else if (m.type == DMRI_MSG_ERROR) {
+            /* An older scheduler does not know STATUS_QUERY (PROTOCOL.md). */
+            fprintf(stderr, "dmri-submit: the scheduler at %s cannot answer --status (an older "
+                            "dmri-scheduler?): %s\n", c->o->scheduler, m.u.error.error);
+            code = 1;
+        } else if (m.type == DMRI_MSG_BYE || m.type == DMRI_MSG_REFUSED) {
+            fprintf(stderr, "dmri-submit: the scheduler at %s %s: %s\n", c->o->scheduler,
+                    m.type == DMRI_MSG_BYE ? "shut down" : "refused us",
+                    m.type == DMRI_MSG_BYE ? m.u.bye.reason : m.u.refused.reason);
+            c->stop = 1;
+            code = 1;
+        }
+        dmri_payload_close(&payload);
+        dmri_msg_clear(&m);
+    }
+    if (!c->stop)
+        send_bye(c, "status query done");
+    return code;
+}
+
 static int submit_all(client_t *c) {
     for (int i = 0; i < c->njobs; i++) {
         dmri_submit_job_t *j = &c->jobs[i];
@@ -723,7 +795,9 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (code == 0)
         code = handshake(&c);
-    if (code == 0) {
+    if (code == 0 && o.action == DMRI_SUBMIT_STATUS) {
+        code = query_status(&c);
+    } else if (code == 0) {
         if (c.bench)
             say(&c, "dmri-submit: scheduler %s: benchmark of %ld no-op tasks\n", o.scheduler,
                 o.bench_tasks);

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_SCHED, OPT_OUT, OPT_SAVE, OPT_SKIP, OPT_PREVIEW, OPT_REPORT, OPT_B0, OPT_TIMEOUT, OPT_QUIET, OPT_BENCH,
-       OPT_HELP, OPT_VERSION };
+enum { OPT_SCHED, OPT_OUT, OPT_SAVE, OPT_SKIP, OPT_PREVIEW, OPT_REPORT, OPT_B0, OPT_TIMEOUT, OPT_QUIET,
+       OPT_BENCH, OPT_HELP, OPT_VERSION, OPT_STATUS, OPT_JSON };
 
 static const struct {
     const char *name;
@@ -21,6 +21,7 @@ static const struct {
     {"skip-denoise", OPT_SKIP, 0}, {"b0-threshold", OPT_B0, 1}, {"timeout", OPT_TIMEOUT, 1},
     {"quiet", OPT_QUIET, 0},       {"bench-noop", OPT_BENCH, 1}, {"help", OPT_HELP, 0},
     {"version", OPT_VERSION, 0},   {"preview", OPT_PREVIEW, 0}, {"report", OPT_REPORT, 1},
+    {"status", OPT_STATUS, 0},     {"json", OPT_JSON, 0},
 };
 
 int dmri_submit_opts_endpoint(dmri_submit_opts_t *o, const char *text, const char *what,
@@ -84,7 +85,7 @@ int dmri_submit_opts_parse(dmri_submit_opts_t *o, int argc, char **argv,
     /* Subjects are collected in place: argv entries are only reordered
      * towards the front, which getopt does too. */
     char **subj = argv + 1;
-    int nsubj = 0, only_subjects = 0, bench_given = 0;
+    int nsubj = 0, only_subjects = 0, bench_given = 0, status_given = 0;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (only_subjects || a[0] != '-' || a[1] == '\0') {
@@ -158,6 +159,8 @@ int dmri_submit_opts_parse(dmri_submit_opts_t *o, int argc, char **argv,
             bench_given = 1;
             break;
         }
+        case OPT_STATUS: status_given = 1; break;
+        case OPT_JSON: o->json = 1; break;
         case OPT_HELP: o->action = DMRI_SUBMIT_HELP; return 0;
         case OPT_VERSION: o->action = DMRI_SUBMIT_VERSION; return 0;
         }
@@ -172,6 +175,17 @@ int dmri_submit_opts_parse(dmri_submit_opts_t *o, int argc, char **argv,
             return DMRI_EINVAL;
     } else {
         dmri_submit_opts_endpoint(o, DMRI_SUBMIT_DEFAULT_SCHEDULER, "default", NULL);
+    }
+    if (o->json && !status_given)
+        return dmri_err_set(err, DMRI_EINVAL, "--json goes with --status");
+    if (status_given) {
+        if (bench_given)
+            return dmri_err_set(err, DMRI_EINVAL, "--status and --bench-noop exclude each other");
+        if (nsubj > 0)
+            return dmri_err_set(err, DMRI_EINVAL, "--status takes no SUBJECT (got '%s')",
+                                subj[0]);
+        o->action = DMRI_SUBMIT_STATUS;
+        return 0;
     }
     if (bench_given) {
         if (nsubj > 0)

@@ -12,6 +12,7 @@
 typedef enum {
     DMRI_SUBMIT_RUN,      /* process the subjects */
     DMRI_SUBMIT_BENCH,    /* --bench-noop N */
+    DMRI_SUBMIT_STATUS,   /* --status [--json]: print the scheduler's workers and jobs */
     DMRI_SUBMIT_HELP,     /* --help / -h: print usage, exit 0 */
     DMRI_SUBMIT_VERSION   /* --version */
 } dmri_submit_action_t;
@@ -28,6 +29,7 @@ typedef struct {
     int preview;                      /* --preview: preview.png next to the outputs */
     const char *report;               /* --report FILE: performance report (borrowed) */
     int quiet;
+    int json;                         /* --json (with --status) */
     double b0_threshold;              /* default 10, like dmri-run */
     double timeout;                   /* seconds, default 30 */
     long bench_tasks;                 /* --bench-noop N */

@@ -46,18 +46,45 @@ void dmri_tb_printf(dmri_tb_t *b, const char *fmt, ...) {
     b->n += (size_t)len;
 }
 
+/* Length of the valid UTF-8 sequence at c (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), or 0 if the bytes there are not one. */
+static int utf8_len(const unsigned char *c) {
+    if (c[0] < 0x80)
+        return 1;
+    int n = c[0] >= 0xc2 && c[0] <= 0xdf ? 2 : c[0] >= 0xe0 && c[0] <= 0xef ? 3
+          : c[0] >= 0xf0 && c[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((c[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c[0] == 0xe0 && c[1] < 0xa0) || (c[0] == 0xed && c[1] >= 0xa0) ||
+        (c[0] == 0xf0 && c[1] < 0x90) || (c[0] == 0xf4 && c[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 void dmri_tb_json_str(dmri_tb_t *b, const char *s) {
     reserve(b, 2 + strlen(s));
     dmri_tb_put(b, "\"", 1);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
         if (*c == '"' || *c == '\\') {
             char e[2] = {'\\', (char)*c};
             dmri_tb_put(b, e, 2);
         } else if (*c < 0x20 || *c == '<' || *c == '>' || *c == '&' || *c == 0x7f) {
             dmri_tb_printf(b, "\\u%04x", *c);
         } else {
-            dmri_tb_put(b, (const char *)c, 1);
+            /* Peer-supplied names may be any bytes: JSON must be UTF-8, so a
+             * byte that starts no valid sequence becomes U+FFFD. */
+            int n = utf8_len(c);
+            if (n == 0) {
+                dmri_tb_puts(b, "\\ufffd");
+                c++;
+                continue;
+            }
+            dmri_tb_put(b, (const char *)c, (size_t)n);
+            c += n;
+            continue;
         }
+        c++;
     }
     dmri_tb_put(b, "\"", 1);
 }

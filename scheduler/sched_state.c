@@ -342,6 +342,7 @@ static void job_fail(dmri_sched_t *s, job_t *j, const char *fmt, ...) {
     s->stats.tasks_failed++;
     if (!j->noop)
         s->stats.subjects_failed++;
+    s->stats.jobs_failed++;
     job_remove(s, j);
 }
 
@@ -568,6 +569,7 @@ static void job_finish(dmri_sched_t *s, job_t *j) {
     }
     if (!j->noop)
         s->stats.subjects_done++;
+    s->stats.jobs_done++;
     job_remove(s, j);
 }
 
@@ -1365,6 +1367,17 @@ void dmri_sched_on_message(dmri_sched_t *s, const uint8_t *peer, size_t n, const
             return;
         }
         case DMRI_MSG_SUBMIT: on_submit(s, slot, &m->u.submit); return;
+        case DMRI_MSG_STATUS_QUERY: {
+            char *json = dmri_sched_status_json(s);
+            dmri_msg_t r;
+            dmri_msg_init(&r, DMRI_MSG_STATUS);
+            r.u.status.request = m->u.status_query.request;
+            r.u.status.json.data = (uint8_t *)json;
+            r.u.status.json.len = strlen(json);
+            send_to(s, peer, n, &r);
+            free(json);
+            return;
+        }
         case DMRI_MSG_BYE: client_lost(s, slot, "said bye"); return;
         case DMRI_MSG_ERROR: slog(s, "client %s reports: %s", c->name, m->u.error.error); return;
         default:
@@ -1654,4 +1667,18 @@ void dmri_sched_snapshot_close(dmri_sched_snapshot_t *snap) {
     snap->jobs = NULL;
     snap->events = NULL;
     snap->nworkers = snap->njobs = snap->nevents = 0;
+}
+
+int dmri_sched_worker_info(const dmri_sched_t *s, int i, dmri_sched_worker_info_t *info) {
+    for (int k = 0; k < s->nworkers; k++) {
+        const worker_t *w = &s->workers[k];
+        if (!w->alive || i-- > 0)
+            continue;
+        info->name = w->name;
+        info->addr = w->addr;
+        info->nthreads = w->nthreads;
+        info->running = w->nrun;
+        return 0;
+    }
+    return -1;
 }

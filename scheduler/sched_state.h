@@ -100,6 +100,7 @@ typedef struct {
     uint64_t heartbeats_missed;  /* workers declared dead for silence */
     uint64_t bytes_fetched;      /* worker-to-worker input bytes (TASK_DONE.fetch_bytes) */
     uint64_t subjects_done, subjects_failed; /* jobs of real subjects (not no-op) */
+    uint64_t jobs_done, jobs_failed; /* finished jobs since start (no-op ones too) */
 } dmri_sched_stats_t;
 void dmri_sched_stats(const dmri_sched_t *s, dmri_sched_stats_t *st);
 
@@ -172,5 +173,18 @@ typedef struct {
 void dmri_sched_snapshot(const dmri_sched_t *s, dmri_sched_snapshot_t *snap);
 /* Free the arrays; safe twice. */
 void dmri_sched_snapshot_close(dmri_sched_snapshot_t *snap);
+
+/* One live worker, for status reports. The strings are borrowed from s and
+ * valid until the next call that changes s. */
+typedef struct {
+    const char *name;        /* as announced in HELLO (any bytes but NUL) */
+    const char *addr;        /* its peer socket, "tcp://IP:PORT" */
+    int nthreads;
+    int running;             /* tasks assigned to it now */
+} dmri_sched_worker_info_t;
+
+/* The i-th live worker (0-based, in slot order). Returns 0, or -1 when there
+ * are fewer than i + 1 live workers. */
+int dmri_sched_worker_info(const dmri_sched_t *s, int i, dmri_sched_worker_info_t *info);
 
 #endif

@@ -107,6 +107,10 @@ char *dmri_status_json(const dmri_sched_snapshot_t *snap) {
                    (unsigned long long)st->bytes_fetched, (unsigned long long)st->bytes_relayed,
                    (unsigned long long)st->subjects_done, (unsigned long long)st->subjects_failed,
                    st->clients);
+    /* What dmri-submit --status prints (it asks over port 8786 for this same
+     * document): jobs running now, and ended since the scheduler started. */
+    dmri_tb_printf(&b, "\"jobs\":{\"active\":%d,\"done\":%llu,\"failed\":%llu},", snap->njobs,
+                   (unsigned long long)st->jobs_done, (unsigned long long)st->jobs_failed);
     /* The task stream: the newest events of the last window, oldest first. */
     int from = snap->nevents;
     while (from > 0 && snap->nevents - from < DMRI_STATUS_MAX_EVENTS &&

@@ -6,9 +6,11 @@ TASK_DONE for tasks never assigned, SUBMIT from a worker, huge task counts,
 extra frames), then a real worker and dmri-submit still complete a subject
 with outputs identical to dmri-run's."""
 import argparse
+import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +47,8 @@ VALID = [
     (30, {"request": 2, "subject": "/nonexistent", "flags": 0, "b0_threshold": -5.0}),
     (30, {"request": 3, "subject": "0", "flags": 4}),
     (20, {"key": "J1/info"}),
+    (40, {"request": 7}),
+    (41, {"json": b"{}"}),
     (5, {"reason": "bye"}),
 ]
 
@@ -116,7 +120,26 @@ def main():
                 frames = [header(t, body)]
             s.send_multipart(frames)
             sent += 1
+        # a worker whose name is not UTF-8 and holds quotes, backslashes and
+        # control bytes: --status must still print valid JSON
+        hello = header(1, {"role": "worker", "name": "NAMEPLACEHOLDER", "peer_addr": "tcp://127.0.0.1:1"})
+        odd = b'\xff"\\\x01<\xc3(x\x7fends\xe2\x82'
+        assert len(odd) == 15
+        # a fresh connection: the storm's may be banned for their malformed messages
+        fresh = ctx.socket(zmq.DEALER)
+        fresh.setsockopt(zmq.LINGER, 0)
+        fresh.connect(f"tcp://{c.addr}")
+        socks.append(fresh)
+        fresh.send(hello.replace(b"NAMEPLACEHOLDER", odd))
         time.sleep(1.0)
+        r = subprocess.run([c.bin("client", "dmri-submit"), "--status", "--json", "--scheduler", c.addr,
+                            "--timeout", "10"], capture_output=True, timeout=60)
+        try:
+            names = [w["name"] for w in json.loads(r.stdout.decode("utf-8"))["workers"]]
+        except ValueError as e:
+            names = [f"not JSON: {e}: {r.stdout[:300]!r} {r.stderr[-300:]!r}"]
+        expect('\ufffd"\\\x01<\ufffd(x\x7fends\ufffd\ufffd' in names,
+               f"--status after the storm: valid JSON, the odd name escaped: {names}")
         for s in socks:
             s.close()
         ctx.term()

@@ -46,6 +46,12 @@ static void test_textbuf(void) {
     dmri_tb_json_str(&b, "a\"b\\c\n</script>&");
     CHECK(strcmp(b.p, "\"a\\\"b\\\\c\\u000a\\u003c/script\\u003e\\u0026\"") == 0);
     dmri_tb_free(&b);
+    /* invalid UTF-8 (a stray byte, a cut sequence, an overlong, a surrogate)
+     * becomes U+FFFD; valid multi-byte characters pass unchanged */
+    dmri_tb_json_str(&b, "\xff\xc3\xa9x\xe2\x82\xc0\xaf\xed\xa0\x80\xf0\x9f\x98\x80");
+    CHECK(strcmp(b.p, "\"\\ufffd\xc3\xa9x\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+                      "\xf0\x9f\x98\x80\"") == 0);
+    dmri_tb_free(&b);
     for (int i = 0; i < 1000; i++)
         dmri_tb_printf(&b, "%04d,", i);
     CHECK_INT(b.n, 5000);

@@ -126,6 +126,22 @@ int main(void) {
     CHECK_INT(o.bench_tasks, 1000);
     CHECK_INT(o.nsubjects, 0);
 
+    /* Status query: no subject; --json only with --status. */
+    CHECK_INT(PARSE(&o, "h:7", &err, "--status"), 0);
+    CHECK_INT(o.action, DMRI_SUBMIT_STATUS);
+    CHECK_INT(o.json, 0);
+    CHECK_STR(o.scheduler, "h:7");
+    CHECK_INT(PARSE(&o, NULL, &err, "--json", "--status", "--scheduler", "10.0.0.1:8786",
+                    "--timeout", "2"), 0);
+    CHECK_INT(o.action, DMRI_SUBMIT_STATUS);
+    CHECK_INT(o.json, 1);
+    CHECK_INT(o.port, 8786);
+    CHECK(o.timeout == 2.0, "timeout %g", o.timeout);
+    BAD("--status", NULL, "--status", "subject");
+    BAD("--status", NULL, "--status", "--bench-noop", "5");
+    BAD("--json", NULL, "--json", "subject");
+    BAD("--json", NULL, "--status", "--json=1");
+
     /* Bad values: each rejected, naming the option. */
     BAD("--scheduler", NULL, "--scheduler", "head", "s");
     BAD("--scheduler", NULL, "--scheduler", "head:", "s");
