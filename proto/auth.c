@@ -561,10 +561,16 @@ int dmri_auth_monitor_check(dmri_auth_monitor_t *m, char *why, size_t whysz) {
                      "(--keys) and the other does not");
             return 2;
         }
-        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-            event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-            snprintf(why, whysz, "the CURVE handshake failed (event 0x%x, 0x%x): wrong cluster "
-                     "public key?", (unsigned)event, (unsigned)value);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            snprintf(why, whysz, "the CURVE handshake failed (protocol error 0x%x): is "
+                     "cluster.pub this cluster's public key?", (unsigned)value);
+            result = 1;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            /* e.g. a server that cannot decrypt our HELLO (another cluster's
+             * public key) just closes the connection */
+            snprintf(why, whysz, "the connection was closed during the security handshake "
+                     "(%s): with --keys, is cluster.pub this cluster's public key?",
+                     strerror((int)value));
             result = 1;
         }
     }

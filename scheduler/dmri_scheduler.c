@@ -17,6 +17,9 @@ static void usage(FILE *f) {
             "  --host ADDR            address to listen on (default 127.0.0.1: loopback only;\n"
             "                         0.0.0.0 for workers on other machines)\n"
             "  --port N               port for workers and clients (default 8786; 0: any free)\n"
+            "  --keys DIR             CURVE authentication and encryption with the keys\n"
+            "                         of dmri-keygen DIR: needs DIR/cluster.secret (0600)\n"
+            "                         and DIR/authorized/*.pub (the members admitted)\n"
             "  --pid-file F           write the pid to F while running\n"
             "  --port-file F          write the bound port to F once listening\n"
             "  --worker-timeout S     a silent worker is dead after S seconds (default 5)\n"
@@ -44,7 +47,7 @@ int main(int argc, char **argv) {
     dmri_server_opts_t o;
     dmri_server_opts_default(&o);
     enum { O_HOST = 256, O_PORT, O_PID, O_PORTFILE, O_WT, O_CT, O_SLAB, O_VPT, O_QUIET, O_VER,
-           O_HELP };
+           O_HELP, O_KEYS };
     static const struct option opts[] = {{"host", required_argument, 0, O_HOST},
                                          {"port", required_argument, 0, O_PORT},
                                          {"pid-file", required_argument, 0, O_PID},
@@ -54,6 +57,7 @@ int main(int argc, char **argv) {
                                          {"slab-slices", required_argument, 0, O_SLAB},
                                          {"vols-per-task", required_argument, 0, O_VPT},
                                          {"quiet", no_argument, 0, O_QUIET},
+                                         {"keys", required_argument, 0, O_KEYS},
                                          {"version", no_argument, 0, O_VER},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
@@ -86,6 +90,7 @@ int main(int argc, char **argv) {
             o.sched.vols_per_task = (int)v;
             break;
         case O_QUIET: o.quiet = 1; break;
+        case O_KEYS: o.keys_dir = optarg; break;
         case O_VER: printf("dmri-scheduler %s\n", dmri_version()); return 0;
         case 'h':
         case O_HELP: usage(stdout); return 0;

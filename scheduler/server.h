@@ -14,6 +14,7 @@ typedef struct {
     const char *pid_file;    /* written once listening; NULL for none */
     const char *port_file;   /* the bound port, written once listening (tests) */
     int quiet;               /* no log lines */
+    const char *keys_dir;    /* --keys: CURVE keys (proto/auth.h); NULL: no authentication */
     dmri_sched_opts_t sched;
 } dmri_server_opts_t;
 

@@ -137,6 +137,16 @@ static void test_parse(void) {
     CHECK_STR(o.pid_file, "p");
     CHECK_STR(o.data_dir, "/data");
     CHECK_STR(o.sched_endpoint, "tcp://[::1]:8786");
+    CHECK(o.keys_dir == NULL && o.cert[0] == '\0');
+
+    /* --keys: the certificate defaults to DIR/certs/NAME.cert */
+    char *k1[] = {"dmri-worker", "--keys", "/k", "--name", "w7", "h", NULL};
+    CHECK_EQ(parse(&o, err, sizeof err, 6, k1), 0);
+    CHECK_STR(o.keys_dir, "/k");
+    CHECK_STR(o.cert, "/k/certs/w7.cert");
+    char *k2[] = {"dmri-worker", "--cert", "/c/me.cert", "--keys", "/k", "h", NULL};
+    CHECK_EQ(parse(&o, err, sizeof err, 6, k2), 0);
+    CHECK_STR(o.cert, "/c/me.cert");
 
     char *help[] = {"dmri-worker", "--help", NULL};
     CHECK_EQ(parse(&o, err, sizeof err, 2, help), 1);
@@ -156,6 +166,8 @@ static void test_parse(void) {
         {{"dmri-worker", "h:0", NULL}, 2, "SCHEDULER"},
         {{"dmri-worker", "--name", "", "h", NULL}, 4, "--name"},
         {{"dmri-worker", "h", "--nthreads", NULL}, 3, "--nthreads"},
+        {{"dmri-worker", "--cert", "c", "h", NULL}, 4, "--keys"},
+        {{"dmri-worker", "--keys", "", "h", NULL}, 4, "--keys"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         memset(err, 0, sizeof err);
