@@ -13,10 +13,12 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import msgpack
@@ -63,6 +65,52 @@ def ask(ctx, endpoint, frame, cert=None, server_pub=None, wait=2.0):
         reply = msgpack.unpackb(parts[0], raw=False)[2]
     s.close()
     return reply
+
+
+class TapProxy:
+    """A TCP forwarder to `port` that records every byte in both directions:
+    what anyone on the path between client and scheduler could read."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        self.port = port
+        self.host = host
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.addr = f"127.0.0.1:{self.srv.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    self.seen += data
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.srv.accept()
+            except OSError:
+                return
+            b = socket.create_connection((self.host, self.port))
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(b, a), daemon=True).start()
+
+    def close(self):
+        self.srv.close()
 
 
 def wait_exit(p, timeout):
@@ -124,6 +172,29 @@ def main():
             expect(not probs, f"outputs byte-identical to dmri-run {probs}")
         both = all("nlmeans" in open(w[2], errors="replace").read() for w in (w1, w2))
         expect(both, "both workers computed (so chunks moved between their peer sockets)")
+
+        print("the traffic is encrypted: a tap between client and scheduler never sees the data")
+        tap = TapProxy(c.port)
+        out = os.path.join(tmp, "out-tap")
+        cmd = [c.bin("client", "dmri-submit"), "--scheduler", tap.addr, "--keys", keys, "--cert", alice,
+               "--out", out, subj]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        tap.close()
+        expect(r.returncode == 0, f"run through the tap: exit {r.returncode} {r.stderr.strip()[-200:]}")
+        seen = bytes(tap.seen)
+        mask = open(os.path.join(out, "subjA", "mask.nii.gz"), "rb").read() if r.returncode == 0 else b""
+        import nibabel as nib  # noqa: E402
+        voxels = nib.load(os.path.join(ref, "dti_fa.nii.gz")).get_fdata().astype("float32").tobytes()
+        # a run of 64 bytes holding no zero word (the background is zeros)
+        words = [voxels[i:i + 4] for i in range(0, len(voxels), 4)]
+        start = next(i for i in range(len(words) - 16) if all(w != bytes(4) for w in words[i:i + 16]))
+        probe = b"".join(words[start:start + 16])
+        expect(len(seen) > len(voxels) and b"CURVE" in seen,
+               f"the tap saw the CURVE session ({len(seen)} bytes)")
+        expect(subj.encode() not in seen and b"dmri-submit@" not in seen and b"client" not in seen,
+               f"no subject path, client name or role in clear ({subj.encode() in seen}, "
+               f"{b'dmri-submit@' in seen}, {b'client' in seen})")
+        expect(probe not in seen and len(mask) > 0, "no 64-byte run of the FA map in clear")
 
         print("a worker without keys, and one with an unknown certificate, are refused")
         name, p, log = c.worker()
@@ -187,6 +258,12 @@ def main():
         time.sleep(0.3)
         text = open(c2.sched_log).read()
         expect(text.count("the cluster is open") == 1, "one 'cluster is open' warning without keys")
+        # control for the tap: without keys the same bytes are readable
+        tap = TapProxy(c2.port, "127.0.0.2")
+        reply = ask(ctx, f"tcp://{tap.addr}", header(1, {"role": "client", "name": "dmri-submit@tap", "pid": 1}))
+        tap.close()
+        expect(reply == 2 and b"dmri-submit@tap" in bytes(tap.seen),
+               "control: without keys the tap reads the client's name")
         c2.stop()
         c3 = Cluster(b, tmp, ["--host", "127.0.0.2", "--keys", keys])
         clusters.append(c3)
