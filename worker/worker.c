@@ -75,6 +75,7 @@ typedef struct {
     dmri_wlog_limit_t lim_task;   /* task lines when they come in floods */
     dmri_auth_t *auth;            /* CURVE keys and ZAP handler; NULL without --keys */
     dmri_auth_monitor_t *sched_mon; /* handshake failures on the scheduler link */
+    int failed_handshakes;        /* before the first welcome */
 } worker_t;
 
 /* ------------------------------------------------------------ signals */
@@ -613,10 +614,14 @@ static void auth_log(void *ctx, const char *line) {
 }
 
 /* A refused certificate or a security mismatch will not heal by retrying:
- * say so and leave (exit 1). Other handshake failures are logged. */
+ * say so and leave (exit 1). Other handshake failures are logged; three of
+ * them before we were ever welcomed (e.g. another cluster's public key) are
+ * final too. */
 static void check_auth(worker_t *w, double now) {
     char why[400];
     int v = dmri_auth_monitor_check(w->sched_mon, why, sizeof why);
+    if (v == 1 && !w->welcomed_once && ++w->failed_handshakes >= 3)
+        v = 2;
     if (v == 2) {
         fprintf(stderr, "dmri-worker: the scheduler at %s refused us: authentication failed: %s\n",
                 w->o->sched_endpoint, why);

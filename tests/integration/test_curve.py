@@ -207,11 +207,16 @@ def main():
         text = open(log, errors="replace").read()
         expect(code == 1 and "certificate was refused" in text,
                f"worker with an unknown certificate exits 1 (exit {code}): {text.strip()[-250:]}")
+        name2, p, log = c.worker(extra=["--keys", other, "--cert", mallory])   # another cluster's keys
+        code = wait_exit(p, 20)
+        text = open(log, errors="replace").read()
+        expect(code == 1 and "security handshake" in text,
+               f"worker with another cluster's keys exits 1 (exit {code}): {text.strip()[-250:]}")
         expect(c.wait_log(c.sched_log, "refused connection from 127.0.0.1: unknown CURVE key", 5),
                "the scheduler logs the refusal with the address")
         slog = open(c.sched_log).read()
-        expect(f"worker {name} joined" not in slog and "worker w3 joined" not in slog,
-               "neither refused worker was registered")
+        expect(f"worker {name} joined" not in slog and "worker w3 joined" not in slog
+               and f"worker {name2} joined" not in slog, "no refused worker was registered")
 
         print("a client without a certificate, and one with an unknown certificate, exit 1 at once")
         t0 = time.time()
