@@ -569,7 +569,8 @@ int dmri_auth_monitor_check(dmri_auth_monitor_t *m, char *why, size_t whysz) {
             /* e.g. a server that cannot decrypt our HELLO (another cluster's
              * public key) just closes the connection */
             snprintf(why, whysz, "the connection was closed during the security handshake "
-                     "(%s): with --keys, is cluster.pub this cluster's public key?",
+                     "(%s): the other side has different CURVE keys (is cluster.pub this "
+                     "cluster's?), or keys are configured on one side only (--keys)",
                      strerror((int)value));
             result = 1;
         }
