@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "dmri_alloc.h"
 #include "pipeline_version.h"
 #include "proto.h"
@@ -66,6 +67,9 @@ static void usage(FILE *f) {
             "                         compute, task stream)\n"
             "  --timeout SECONDS      give up on a silent scheduler after this long (default: 30)\n"
             "  --quiet                print nothing but errors\n"
+            "  --keys DIR             the cluster uses CURVE keys (dmri-keygen): its public\n"
+            "                         key is DIR/cluster.pub\n"
+            "  --cert FILE            our certificate (default: DIR/certs/$USER.cert)\n"
             "  --bench-noop N         measure the scheduler: run N no-op tasks, print tasks/s\n"
             "  --status               print the scheduler's workers (name, address, threads)\n"
             "                         and job counts; exit 1 if it does not answer in --timeout\n"
@@ -103,6 +107,8 @@ typedef struct {
     int forgotten;              /* the scheduler says we are not registered (it restarted) */
     uint64_t next_request;      /* request ids of resubmissions */
     int reconnects;
+    dmri_auth_t *auth;          /* CURVE keys, NULL without --keys */
+    dmri_auth_monitor_t *mon;   /* tells a refused certificate from silence */
 } client_t;
 
 /* --- output: everything goes through here so the progress block is erased
@@ -484,6 +490,27 @@ static int connect_scheduler(client_t *c) {
         fprintf(stderr, "dmri-submit: socket setup: %s\n", err.msg);
         return -1;
     }
+    if (c->o->keys_dir) {
+        char cert[4200];
+        const char *user = getenv("USER");
+        if (c->o->cert)
+            snprintf(cert, sizeof cert, "%s", c->o->cert);
+        else
+            snprintf(cert, sizeof cert, "%.2000s/certs/%.200s.cert", c->o->keys_dir,
+                     user && *user ? user : "client");
+        if (dmri_auth_load(&c->auth, DMRI_AUTH_CLIENT, c->o->keys_dir, cert, &err) != 0 ||
+            dmri_auth_client_setup(c->sock, c->auth, &err) != 0) {
+            fprintf(stderr, "dmri-submit: --keys %s: %s\n", c->o->keys_dir, err.msg);
+            return -1;
+        }
+    }
+    /* With or without keys: a scheduler that wants them is told apart from
+     * one that does not answer. */
+    c->mon = dmri_auth_monitor_new(c->zctx, c->sock, &err);
+    if (!c->mon) {
+        fprintf(stderr, "dmri-submit: %s\n", err.msg);
+        return -1;
+    }
     /* Nothing queued for an absent scheduler may hold up exit. */
     int linger = 0, v6 = c->o->ipv6;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -517,7 +544,7 @@ static int handshake(client_t *c) {
     if (send_hello(c) != 0)
         return 1;
     double deadline = now_s() + c->o->timeout;
-    int welcomed = 0;
+    int welcomed = 0, failed_handshakes = 0;
     uint64_t hb_ms = 0;
     while (!welcomed && !c->stop) {
         double left = deadline - now_s();
@@ -526,6 +553,16 @@ static int handshake(client_t *c) {
                     "dmri-submit: no answer from scheduler at %s (is dmri-scheduler running? "
                     "through ssh: ssh -L 8786:127.0.0.1:8786 HEAD)\n",
                     c->o->scheduler);
+            return 1;
+        }
+        char why[400];
+        int verdict = dmri_auth_monitor_check(c->mon, why, sizeof why);
+        /* a failed handshake that repeats will not heal either */
+        if (verdict == 1 && ++failed_handshakes < 3)
+            verdict = 0;
+        if (verdict) {
+            fprintf(stderr, "dmri-submit: the scheduler at %s refused us: authentication "
+                    "failed: %s\n", c->o->scheduler, why);
             return 1;
         }
         long ms = (long)(left * 1000) + 1;
@@ -823,9 +860,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < c.njobs; i++)
         dmri_submit_job_close(&c.jobs[i]);
     dmri_free(c.jobs);
+    dmri_auth_monitor_destroy(&c.mon);
     if (c.sock)
         zmq_close(c.sock);
     if (c.zctx)
         zmq_ctx_term(c.zctx);
+    dmri_auth_destroy(&c.auth);
     return code;
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 
 enum { OPT_SCHED, OPT_OUT, OPT_SAVE, OPT_SKIP, OPT_PREVIEW, OPT_REPORT, OPT_B0, OPT_TIMEOUT, OPT_QUIET,
-       OPT_BENCH, OPT_HELP, OPT_VERSION, OPT_STATUS, OPT_JSON };
+       OPT_BENCH, OPT_HELP, OPT_VERSION, OPT_STATUS, OPT_JSON, OPT_KEYS, OPT_CERT };
 
 static const struct {
     const char *name;
@@ -22,6 +22,7 @@ static const struct {
     {"quiet", OPT_QUIET, 0},       {"bench-noop", OPT_BENCH, 1}, {"help", OPT_HELP, 0},
     {"version", OPT_VERSION, 0},   {"preview", OPT_PREVIEW, 0}, {"report", OPT_REPORT, 1},
     {"status", OPT_STATUS, 0},     {"json", OPT_JSON, 0},
+    {"keys", OPT_KEYS, 1},         {"cert", OPT_CERT, 1},
 };
 
 int dmri_submit_opts_endpoint(dmri_submit_opts_t *o, const char *text, const char *what,
@@ -147,6 +148,17 @@ int dmri_submit_opts_parse(dmri_submit_opts_t *o, int argc, char **argv,
                 return DMRI_EINVAL;
             break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_KEYS:
+        case OPT_CERT:
+            if (!val[0])
+                return dmri_err_set(err, DMRI_EINVAL, "--%s: expected a %s, got ''",
+                                    id == OPT_KEYS ? "keys" : "cert",
+                                    id == OPT_KEYS ? "folder" : "file");
+            if (id == OPT_KEYS)
+                o->keys_dir = val;
+            else
+                o->cert = val;
+            break;
         case OPT_BENCH: {
             char *end;
             errno = 0;
@@ -167,6 +179,8 @@ int dmri_submit_opts_parse(dmri_submit_opts_t *o, int argc, char **argv,
     }
     o->subjects = subj;
     o->nsubjects = nsubj;
+    if (o->cert && !o->keys_dir)
+        return dmri_err_set(err, DMRI_EINVAL, "--cert needs --keys DIR (the cluster's public key)");
     if (sched) {
         if (dmri_submit_opts_endpoint(o, sched, "--scheduler", err) != 0)
             return DMRI_EINVAL;

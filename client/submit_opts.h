@@ -33,6 +33,8 @@ typedef struct {
     double b0_threshold;              /* default 10, like dmri-run */
     double timeout;                   /* seconds, default 30 */
     long bench_tasks;                 /* --bench-noop N */
+    const char *keys_dir;             /* --keys DIR (CURVE, proto/auth.h) or NULL (borrowed) */
+    const char *cert;                 /* --cert FILE or NULL: DIR/certs/$USER.cert (borrowed) */
     int nsubjects;
     char **subjects;                  /* borrowed from argv */
 } dmri_submit_opts_t;

@@ -18,6 +18,9 @@ static void usage(FILE *f) {
             "  --host ADDR            address to listen on (default 127.0.0.1: loopback only;\n"
             "                         0.0.0.0 for workers on other machines)\n"
             "  --port N               port for workers and clients (default 8786; 0: any free)\n"
+            "  --keys DIR             CURVE authentication and encryption with the keys\n"
+            "                         of dmri-keygen DIR: needs DIR/cluster.secret (0600)\n"
+            "                         and DIR/authorized/*.pub (the members admitted)\n"
             "  --pid-file F           write the pid to F while running\n"
             "  --port-file F          write the bound port to F once listening\n"
             "  --dashboard-port N     HTTP status page, /api/status, /metrics, /health on the\n"
@@ -82,7 +85,7 @@ int main(int argc, char **argv) {
     dmri_server_opts_default(&o);
     enum { O_HOST = 256, O_PORT, O_PID, O_PORTFILE, O_WT, O_CT, O_SLAB, O_VPT, O_QUIET, O_DPORT,
            O_DPORTFILE, O_VER, O_HELP, O_STATE, O_MAXMSG, O_MAXCHUNK, O_MAXPEND, O_MAXBAD, O_BADWIN,
-           O_BADBAN };
+           O_BADBAN, O_KEYS };
     static const struct option opts[] = {{"host", required_argument, 0, O_HOST},
                                          {"port", required_argument, 0, O_PORT},
                                          {"pid-file", required_argument, 0, O_PID},
@@ -103,6 +106,7 @@ int main(int argc, char **argv) {
                                          {"max-malformed", required_argument, 0, O_MAXBAD},
                                          {"malformed-window", required_argument, 0, O_BADWIN},
                                          {"malformed-ban", required_argument, 0, O_BADBAN},
+                                         {"keys", required_argument, 0, O_KEYS},
                                          {"version", no_argument, 0, O_VER},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
@@ -164,6 +168,7 @@ int main(int argc, char **argv) {
             if (num("--malformed-ban", optarg, 0, 86400 * 30, &v)) return 2;
             o.sched.malformed_ban = v;
             break;
+        case O_KEYS: o.keys_dir = optarg; break;
         case O_VER: printf("dmri-scheduler %s\n", dmri_version()); return 0;
         case 'h':
         case O_HELP: usage(stdout); return 0;

@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "dashboard.h"
+#include "auth.h"
 #include "dmri_alloc.h"
 #include "strmap.h"
 #include "transport.h"
@@ -33,6 +34,7 @@ typedef struct {
     void **fetch;                /* DEALERs to workers' peer sockets */
     int nfetch;
     dmri_dashboard_t *dash;      /* NULL when disabled or its port was taken */
+    dmri_auth_t *auth;           /* CURVE keys and ZAP handler; NULL without --keys */
 } server_t;
 
 static int signal_pipe[2] = {-1, -1};
@@ -80,6 +82,10 @@ static void *fetch_socket(server_t *sv, const char *addr) {
         return NULL;
     dmri_err_t err = {0};
     dmri_proto_socket_setup(d, 0, sv->o->max_chunk, &err);
+    if (dmri_auth_client_setup(d, sv->auth, &err) != 0) {
+        zmq_close(d);
+        return NULL;
+    }
     int linger = 0;
     zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(d, addr) != 0) {
@@ -210,16 +216,27 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
         return err ? err->code : DMRI_EIO;
     }
     sv.zctx = zmq_ctx_new();
+    /* The ZAP handler must run before the ROUTER binds: a CURVE server with
+     * no handler would admit any client that knows the cluster's public key. */
+    if (o->keys_dir && (dmri_auth_load(&sv.auth, DMRI_AUTH_SCHEDULER, o->keys_dir, NULL, err) != 0 ||
+                        dmri_auth_start(sv.auth, sv.zctx, log_line, &sv, err) != 0)) {
+        dmri_err_prefix(err, "--keys %s: ", o->keys_dir);
+        zmq_ctx_term(sv.zctx);
+        dmri_auth_destroy(&sv.auth);
+        dmri_strmap_close(&sv.fetch_index);
+        return DMRI_EIO;
+    }
     sv.router = zmq_socket(sv.zctx, ZMQ_ROUTER);
     /* Port 8786 faces anyone who can reach it: a frame over --max-message-size
      * drops that peer's connection before ZeroMQ buffers it. */
     dmri_proto_socket_setup(sv.router, 1, o->max_msg, err);
     char endpoint[512];
     snprintf(endpoint, sizeof endpoint, "tcp://%s:%d", o->host, o->port);
-    if (zmq_bind(sv.router, endpoint) != 0) {
+    if (dmri_auth_server_setup(sv.router, sv.auth, err) != 0 || zmq_bind(sv.router, endpoint) != 0) {
         int e = zmq_errno();
         zmq_close(sv.router);
         zmq_ctx_term(sv.zctx);
+        dmri_auth_destroy(&sv.auth);
         dmri_strmap_close(&sv.fetch_index);
         dmri_journal_close(&journal);
         return dmri_err_set(err, DMRI_EIO, "cannot listen on %s: %s", endpoint, zmq_strerror(e));
@@ -271,9 +288,16 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
     if (strcmp(o->host, "127.0.0.1") == 0 || strcmp(o->host, "localhost") == 0)
         log_line(&sv, "loopback only: workers on other machines need --host 0.0.0.0 (or an "
                       "address of this machine); clients can use ssh -L 8786:127.0.0.1:8786");
-    else
+    if (sv.auth) {
+        snprintf(line, sizeof line, "CURVE authentication and encryption on: %zu keys admitted "
+                 "(%s/authorized and the cluster key)", dmri_auth_nauthorized(sv.auth) - 1,
+                 o->keys_dir);
+        log_line(&sv, line);
+    } else if (!(strcmp(o->host, "127.0.0.1") == 0 || strcmp(o->host, "localhost") == 0)) {
         log_line(&sv, "WARNING: the cluster is open: anyone who can reach this port can "
-                      "submit work and join as a worker");
+                      "submit work and join as a worker (no --keys: no authentication, no "
+                      "encryption; see dmri-keygen)");
+    }
     if (o->port_file) {
         char text[32];
         snprintf(text, sizeof text, "%d\n", port);
@@ -387,7 +411,8 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
         zmq_close(sv.fetch[i]);
     dmri_free(sv.fetch);
     zmq_close(sv.router);
-    zmq_ctx_term(sv.zctx);
+    zmq_ctx_term(sv.zctx); /* also makes the ZAP thread leave */
+    dmri_auth_destroy(&sv.auth);
     dmri_strmap_close(&sv.fetch_index);
     if (o->pid_file)
         unlink(o->pid_file);

@@ -20,6 +20,7 @@ typedef struct {
     int64_t max_chunk;       /* ... of the sockets fetching chunks from workers */
     int dashboard_port;      /* HTTP status page (8787); 0: none, -1: any free port */
     const char *dashboard_port_file; /* its port, written once listening (tests) */
+    const char *keys_dir;    /* --keys: CURVE keys (proto/auth.h); NULL: no authentication */
     dmri_sched_opts_t sched;
 } dmri_server_opts_t;
 

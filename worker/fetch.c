@@ -49,6 +49,7 @@ struct dmri_fetch {
     size_t nreqs;
     uint64_t next_id;
     dmri_wlog_limit_t lim;        /* malformed answers */
+    const dmri_auth_t *auth;      /* CURVE keys, NULL without --keys */
 };
 
 dmri_fetch_t *dmri_fetch_new(void *zctx, dmri_wstore_t *store, double timeout_s,
@@ -64,6 +65,8 @@ dmri_fetch_t *dmri_fetch_new(void *zctx, dmri_wstore_t *store, double timeout_s,
     dmri_wlog_limit_init(&f->lim, 10.0, 5);
     return f;
 }
+
+void dmri_fetch_set_auth(dmri_fetch_t *f, const dmri_auth_t *a) { f->auth = a; }
 
 static void request_free(request_t *r) {
     dmri_free(r->key);
@@ -121,7 +124,7 @@ static peer_t *peer_get(dmri_fetch_t *f, const char *addr, double now, dmri_err_
         return NULL;
     }
     const int zero = 0;
-    if (dmri_proto_socket_setup(s, 0, f->max_chunk, err) != 0 ||
+    if (dmri_proto_socket_setup(s, 0, f->max_chunk, err) != 0 || dmri_auth_client_setup(s, f->auth, err) != 0 ||
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(s, ZMQ_SNDTIMEO, &zero, sizeof zero) != 0) {
         zmq_close(s);

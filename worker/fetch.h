@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "dmri_err.h"
 #include "store.h"
 
@@ -25,6 +26,9 @@ typedef void (*dmri_fetch_done_fn)(void *ctx, void *waiter, size_t index, const 
  * times out); 0 for no limit. */
 dmri_fetch_t *dmri_fetch_new(void *zctx, dmri_wstore_t *store, double timeout_s,
                              int64_t max_chunk, dmri_fetch_done_fn done, void *ctx);
+/* CURVE keys for the peer sockets opened from now on (NULL: none); `a` must
+ * outlive f. */
+void dmri_fetch_set_auth(dmri_fetch_t *f, const dmri_auth_t *a);
 /* Closes every peer socket (linger 0); pending waiters are not told. */
 void dmri_fetch_destroy(dmri_fetch_t **f);
 

@@ -21,12 +21,20 @@ static void vlog(const char *prefix, const char *fmt, va_list ap) {
     gmtime_r(&t, &tm);
     char stamp[64];
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    /* One fprintf per piece; the log is written by the main thread only, so
-     * lines never interleave. */
-    fprintf(f, "%s.%03dZ dmri-worker[%ld]: %s", stamp, (int)(tv.tv_usec / 1000), (long)getpid(),
-            prefix);
-    vfprintf(f, fmt, ap);
-    fputc('\n', f);
+    /* The whole line in one fputs (stdio locks each call): the ZAP thread of
+     * proto/auth.c logs refusals too, and lines must not interleave. */
+    char line[4096];
+    int n = snprintf(line, sizeof line, "%s.%03dZ dmri-worker[%ld]: %s", stamp,
+                     (int)(tv.tv_usec / 1000), (long)getpid(), prefix);
+    if (n < 0 || (size_t)n >= sizeof line - 2)
+        n = 0;
+    int m = vsnprintf(line + n, sizeof line - 1 - (size_t)n, fmt, ap);
+    size_t len = m < 0 ? (size_t)n : (size_t)n + (size_t)m;
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    fputs(line, f);
     fflush(f);
 }
 

@@ -49,6 +49,11 @@ void dmri_wopts_usage(FILE *f) {
             "                        disconnected (default 16M)\n"
             "  --max-chunk-size SIZE largest chunk accepted from another worker\n"
             "                        (default 1G; raise it with a coarser chunking)\n"
+            "  --keys DIR            CURVE authentication and encryption with the keys of\n"
+            "                        dmri-keygen: DIR/cluster.secret (0600; the peer\n"
+            "                        socket serves with it), DIR/authorized/*.pub\n"
+            "  --cert FILE           this worker's certificate (default, with --keys:\n"
+            "                        DIR/certs/NAME.cert, NAME as --name)\n"
             "  --version, --help\n"
             "\n"
             "The worker logs one timestamped line per notable event. It exits 0 on\n"
@@ -177,7 +182,7 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
     o->max_msg = (uint64_t)DMRI_PROTO_DEFAULT_MAX_MSG;
     o->max_chunk = (uint64_t)DMRI_PROTO_DEFAULT_MAX_CHUNK;
     enum { OPT_NAME = 256, OPT_NTHREADS, OPT_PREFETCH, OPT_MEM, OPT_SPILL, OPT_LISTEN, OPT_DATA, OPT_PID,
-           OPT_LOG, OPT_MAXMSG, OPT_MAXCHUNK, OPT_VERSION, OPT_HELP, OPT_S3 };
+           OPT_LOG, OPT_MAXMSG, OPT_MAXCHUNK, OPT_VERSION, OPT_HELP, OPT_S3, OPT_KEYS, OPT_CERT };
     static const struct option longopts[] = {
         {"name", required_argument, 0, OPT_NAME},
         {"nthreads", required_argument, 0, OPT_NTHREADS},
@@ -190,6 +195,8 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
         {"log-file", required_argument, 0, OPT_LOG},
         {"max-message-size", required_argument, 0, OPT_MAXMSG},
         {"max-chunk-size", required_argument, 0, OPT_MAXCHUNK},
+        {"keys", required_argument, 0, OPT_KEYS},
+        {"cert", required_argument, 0, OPT_CERT},
         {"version", no_argument, 0, OPT_VERSION},
         {"help", no_argument, 0, OPT_HELP},
         DMRI_S3_LONGOPTS(OPT_S3),
@@ -268,6 +275,16 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
                 return bad(errf, "--max-chunk-size",
                            "expected bytes from 4K to 1T (K/M/G/T suffix allowed)", optarg);
             break;
+        case OPT_KEYS:
+            if (!optarg[0] || strlen(optarg) > 1000)
+                return bad(errf, "--keys", "expected the folder of dmri-keygen", optarg);
+            o->keys_dir = optarg;
+            break;
+        case OPT_CERT:
+            if (!optarg[0] || strlen(optarg) >= sizeof o->cert)
+                return bad(errf, "--cert", "expected a certificate file", optarg);
+            snprintf(o->cert, sizeof o->cert, "%s", optarg);
+            break;
         case OPT_VERSION: fprintf(outf, "dmri-worker %s\n", dmri_version()); return 1;
         case 'h':
         case OPT_HELP: dmri_wopts_usage(outf); return 1;
@@ -287,6 +304,12 @@ int dmri_wopts_parse(dmri_wopts_t *o, int argc, char **argv, FILE *outf, FILE *e
                       "Try 'dmri-worker --help'.\n", argv[optind + 1]);
         return 2;
     }
+    if (o->cert[0] && !o->keys_dir) {
+        fprintf(errf, "dmri-worker: --cert needs --keys DIR (the cluster's keys)\n");
+        return 2;
+    }
+    if (o->keys_dir && !o->cert[0])
+        snprintf(o->cert, sizeof o->cert, "%s/certs/%s.cert", o->keys_dir, o->name);
     const char *sched = argv[optind];
     if (dmri_wopts_parse_hostport(sched, DMRI_WORKER_DEFAULT_PORT, o->sched_host,
                                   sizeof o->sched_host, &o->sched_port) != 0 ||

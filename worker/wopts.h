@@ -25,6 +25,8 @@ typedef struct {
     const char *data_dir;    /* --data-dir, default $DMRI_DATA_DIR or "." */
     const char *pid_file;    /* --pid-file or NULL */
     const char *log_file;    /* --log-file or NULL (stderr) */
+    const char *keys_dir;    /* --keys DIR: CURVE keys (proto/auth.h); NULL: none */
+    char cert[1400];         /* --cert FILE, default DIR/certs/NAME.cert with --keys; "" without */
     int use_s3;              /* --s3 (or any S3 option): ids not on disk come from S3 */
     dmri_s3_source_t s3;     /* --bucket, --s3-prefix, --profile, --s3-cache... */
     uint64_t max_msg;        /* --max-message-size: frames on the peer socket */

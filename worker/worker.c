@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "dmri_alloc.h"
 #include "executor.h"
 #include "fetch.h"
@@ -72,6 +73,9 @@ typedef struct {
     dmri_wlog_limit_t lim_sched;  /* malformed/unexpected from the scheduler */
     dmri_wlog_limit_t lim_send;   /* send failures */
     dmri_wlog_limit_t lim_task;   /* task lines when they come in floods */
+    dmri_auth_t *auth;            /* CURVE keys and ZAP handler; NULL without --keys */
+    dmri_auth_monitor_t *sched_mon; /* handshake failures on the scheduler link */
+    int failed_handshakes;        /* before the first welcome */
 } worker_t;
 
 /* ------------------------------------------------------------ signals */
@@ -505,6 +509,15 @@ static int make_sockets(worker_t *w, dmri_err_t *err) {
     if (dmri_proto_socket_setup(w->peer, 1, max_msg, err) != 0 ||
         dmri_proto_socket_setup(w->sched, 0, max_msg, err) != 0)
         return DMRI_EIO;
+    /* The peer socket serves with the cluster key (worker-to-worker traffic
+     * is authenticated and encrypted too); the monitor runs with or without
+     * keys, so a worker without keys learns that the scheduler wants them. */
+    if (dmri_auth_server_setup(w->peer, w->auth, err) != 0 ||
+        dmri_auth_client_setup(w->sched, w->auth, err) != 0)
+        return DMRI_EIO;
+    w->sched_mon = dmri_auth_monitor_new(w->zctx, w->sched, err);
+    if (!w->sched_mon)
+        return DMRI_EIO;
     /* Never block the loop on a slow reader; a chunk being sent holds only a
      * reference, so the queue to a requester may be long. */
     zmq_setsockopt(w->peer, ZMQ_LINGER, &zero, sizeof zero);
@@ -567,6 +580,7 @@ static int teardown(worker_t *w) {
     int running = w->pool ? dmri_pool_stop(w->pool) : 0;
     drop_waiting(w);
     dmri_fetch_destroy(&w->fetch);
+    dmri_auth_monitor_destroy(&w->sched_mon);
     if (w->peer) {
         /* Chunks still queued for a peer that is slow or gone must not hold
          * up zmq_ctx_term: the requester will ask someone else. */
@@ -584,7 +598,8 @@ static int teardown(worker_t *w) {
         dmri_jobcache_destroy(&w->jobs);
     }
     if (w->zctx)
-        zmq_ctx_term(w->zctx);
+        zmq_ctx_term(w->zctx); /* also makes the ZAP thread leave */
+    dmri_auth_destroy(&w->auth);
     if (w->pid_written)
         unlink(w->o->pid_file);
     if (running > 0) {
@@ -598,6 +613,37 @@ static int teardown(worker_t *w) {
     return w->exit_code;
 }
 
+/* ------------------------------------------------------------ authentication */
+
+static void auth_log(void *ctx, const char *line) {
+    (void)ctx;
+    dmri_wlog("%s", line);
+}
+
+/* A refused certificate or a security mismatch will not heal by retrying:
+ * say so and leave (exit 1). Other handshake failures are logged; three of
+ * them before we were ever welcomed (e.g. another cluster's public key) are
+ * final too. */
+static void check_auth(worker_t *w, double now) {
+    char why[400];
+    int v = dmri_auth_monitor_check(w->sched_mon, why, sizeof why);
+    if (v == 1 && !w->welcomed_once && ++w->failed_handshakes >= 3)
+        v = 2;
+    if (v == 2) {
+        fprintf(stderr, "dmri-worker: the scheduler at %s refused us: authentication failed: %s\n",
+                w->o->sched_endpoint, why);
+        fflush(stderr);
+        if (dmri_wlog_file() != stderr)
+            dmri_wlog("the scheduler at %s refused us: authentication failed: %s",
+                      w->o->sched_endpoint, why);
+        w->stop = 1;
+        w->exit_code = 1;
+    } else if (v == 1) {
+        dmri_wlog_limited(&w->lim_sched, now, "handshake with the scheduler at %s failed: %s",
+                          w->o->sched_endpoint, why);
+    }
+}
+
 /* ------------------------------------------------------------ loop */
 
 static void loop(worker_t *w) {
@@ -605,6 +651,9 @@ static void loop(worker_t *w) {
     int cap = 0;
     while (!w->stop) {
         double now = dmri_now();
+        check_auth(w, now);
+        if (w->stop)
+            break;
         if (w->state == ST_WELCOMED && now - w->last_heard > SCHED_SILENCE_S) {
             dmri_wlog("no word from the scheduler for %.0f s; registering again",
                       SCHED_SILENCE_S);
@@ -713,6 +762,14 @@ int dmri_worker_run(const dmri_wopts_t *o) {
         if (!w->zctx)
             rc = dmri_err_set(&err, DMRI_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
     }
+    /* The ZAP handler before the peer socket binds (auth.h). */
+    if (rc == 0 && o->keys_dir) {
+        rc = dmri_auth_load(&w->auth, DMRI_AUTH_WORKER, o->keys_dir, o->cert, &err);
+        if (rc == 0)
+            rc = dmri_auth_start(w->auth, w->zctx, auth_log, NULL, &err);
+        if (rc != 0)
+            dmri_err_prefix(&err, "--keys %s: ", o->keys_dir);
+    }
     if (rc == 0)
         rc = make_sockets(w, &err);
     if (rc == 0) {
@@ -725,6 +782,7 @@ int dmri_worker_run(const dmri_wopts_t *o) {
         w->generation = dmri_wstore_generation(w->store);
         w->fetch = dmri_fetch_new(w->zctx, w->store, FETCH_TIMEOUT_S,
                                   (int64_t)w->o->max_chunk, on_fetched, w);
+        dmri_fetch_set_auth(w->fetch, w->auth);
         w->jobs = dmri_jobcache_new(JOBCACHE_SIZE);
         dmri_serve_init(&w->serve, w->peer, w->store, o->name);
         if (o->pid_file) {
@@ -747,10 +805,11 @@ int dmri_worker_run(const dmri_wopts_t *o) {
     char lim[32];
     format_bytes(lim, sizeof lim, o->memory_limit);
     dmri_wlog("dmri-worker %s: %s, %d thread%s, memory limit %s%s, peer socket %s; "
-              "scheduler %s",
+              "scheduler %s; %s",
               dmri_version(), o->name, o->nthreads, o->nthreads == 1 ? "" : "s",
               o->memory_limit ? lim : "none", o->memory_limit ? "" : " (never spill)",
-              w->peer_addr, o->sched_endpoint);
+              w->peer_addr, o->sched_endpoint,
+              w->auth ? "CURVE authentication and encryption on" : "no authentication (no --keys)");
     w->state = ST_HELLO;
     w->started = dmri_now();
     w->next_hello = w->started;

@@ -85,6 +85,17 @@ int main(void) {
     CHECK_INT(o.skip_denoise, 1);
     CHECK(o.b0_threshold == 0.0, "%g", o.b0_threshold);
 
+    /* CURVE keys: --keys alone, or with --cert; --cert needs --keys. */
+    CHECK(o.keys_dir == NULL && o.cert == NULL, "keys '%s'", o.keys_dir ? o.keys_dir : "");
+    CHECK_INT(PARSE(&o, NULL, &err, "--keys", "/k", "s"), 0);
+    CHECK_STR(o.keys_dir, "/k");
+    CHECK(o.cert == NULL, "cert '%s'", o.cert ? o.cert : "");
+    CHECK_INT(PARSE(&o, NULL, &err, "--cert=/c/me.cert", "s", "--keys", "/k"), 0);
+    CHECK_STR(o.cert, "/c/me.cert");
+    CHECK_STR(o.keys_dir, "/k");
+    BAD("--keys", NULL, "--cert", "c", "s");
+    BAD("--keys", NULL, "--keys=", "s");
+
     /* "--" ends the options; "-" alone is a subject. */
     CHECK_INT(PARSE(&o, NULL, &err, "--", "--quiet", "-"), 0);
     CHECK_INT(o.quiet, 0);

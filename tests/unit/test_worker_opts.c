@@ -146,6 +146,17 @@ static void test_parse(void) {
     CHECK_EQ(o.max_msg, 64ull << 10);
     CHECK_EQ(o.max_chunk, 3ull << 30);
 
+    CHECK(o.keys_dir == NULL && o.cert[0] == '\0');
+
+    /* --keys: the certificate defaults to DIR/certs/NAME.cert */
+    char *k1[] = {"dmri-worker", "--keys", "/k", "--name", "w7", "h", NULL};
+    CHECK_EQ(parse(&o, err, sizeof err, 6, k1), 0);
+    CHECK_STR(o.keys_dir, "/k");
+    CHECK_STR(o.cert, "/k/certs/w7.cert");
+    char *k2[] = {"dmri-worker", "--cert", "/c/me.cert", "--keys", "/k", "h", NULL};
+    CHECK_EQ(parse(&o, err, sizeof err, 6, k2), 0);
+    CHECK_STR(o.cert, "/c/me.cert");
+
     char *help[] = {"dmri-worker", "--help", NULL};
     CHECK_EQ(parse(&o, err, sizeof err, 2, help), 1);
 
@@ -166,6 +177,8 @@ static void test_parse(void) {
         {{"dmri-worker", "h", "--nthreads", NULL}, 3, "--nthreads"},
         {{"dmri-worker", "--max-message-size", "100", "h", NULL}, 4, "--max-message-size"},
         {{"dmri-worker", "--max-chunk-size", "auto", "h", NULL}, 4, "--max-chunk-size"},
+        {{"dmri-worker", "--cert", "c", "h", NULL}, 4, "--keys"},
+        {{"dmri-worker", "--keys", "", "h", NULL}, 4, "--keys"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         memset(err, 0, sizeof err);
