@@ -224,6 +224,7 @@ int dmri_server_run(const dmri_server_opts_t *o, dmri_err_t *err) {
         zmq_ctx_term(sv.zctx);
         dmri_auth_destroy(&sv.auth);
         dmri_strmap_close(&sv.fetch_index);
+        dmri_journal_close(&journal);
         return DMRI_EIO;
     }
     sv.router = zmq_socket(sv.zctx, ZMQ_ROUTER);
