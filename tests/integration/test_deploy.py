@@ -4,8 +4,9 @@
 ansible_setup.yml twice (the second changes nothing), ansible_dask_start.yml
 twice (no second copy of a daemon), a phantom subject submitted from the
 controller through `ssh -L 8786:127.0.0.1:8786 root@master` with the
-installed binaries and compared with dmri-run, ansible_dask_stop.yml, and no
-dmri process left. The hosts share this machine's filesystem, so each gets
+installed binaries and the client certificate setup made (CURVE keys, on by
+default; without a certificate the scheduler refuses) and compared with
+dmri-run, ansible_dask_stop.yml, and no dmri process left. The hosts share this machine's filesystem, so each gets
 its own dmri_prefix and dmri_state_dir through inventory host variables.
 Needs root (namespaces); exits 77 (ctest: skipped) otherwise."""
 import argparse
@@ -181,6 +182,33 @@ def check_examples(tmp):
         expect(r.returncode == 0, f"{pb} passes --syntax-check {r.stderr.strip()[-200:]}")
 
 
+def mode(path):
+    return os.stat(path).st_mode & 0o777 if os.path.exists(path) else None
+
+
+def check_keys(tmp):
+    """dmri-keygen ran on the master (every certificate there); each slave
+    holds the cluster keys, authorized/ and its own certificate only."""
+    kd = {h: os.path.join(tmp, "hosts", h, "state", "keys") for h in ("master", "slave1", "slave2")}
+    names = ["client", "slave1", "slave2"]
+    mk = kd["master"]
+    expect(sorted(os.listdir(os.path.join(mk, "certs"))) == [n + ".cert" for n in names]
+           and mode(os.path.join(mk, "cluster.secret")) == 0o600,
+           f"master: dmri-keygen made the cluster key and certificates for {names}")
+    for h in ("slave1", "slave2"):
+        d = kd[h]
+        same = all(os.path.exists(os.path.join(d, f)) and
+                   open(os.path.join(d, f)).read() == open(os.path.join(mk, f)).read()
+                   for f in ["cluster.pub", "cluster.secret", f"certs/{h}.cert"] +
+                   [f"authorized/{n}.pub" for n in names])
+        expect(same and os.listdir(os.path.join(d, "certs")) == [h + ".cert"] and
+               sorted(os.listdir(os.path.join(d, "authorized"))) == [n + ".pub" for n in names]
+               and mode(os.path.join(d, "cluster.secret")) == 0o600
+               and mode(os.path.join(d, "certs", h + ".cert")) == 0o600
+               and mode(os.path.join(d, "cluster.pub")) == 0o644,
+               f"{h}: cluster keys, authorized/ and only its own certificate (0600)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
@@ -260,6 +288,7 @@ def main():
                    f"{h}: aws credentials copied, mode 0600")
         if r.returncode != 0:
             raise RuntimeError("setup failed")
+        check_keys(tmp)
 
         print("setup, second run: nothing changes")
         r, recap = ansible(tmp, "ansible_setup.yml", env)
@@ -286,11 +315,13 @@ def main():
             expect(os.path.exists(pidf) and ws and int(open(pidf).read()) == ws[0][0],
                    f"{h}: the pid file names the worker")
             cmd = open(f"/proc/{ws[0][0]}/cmdline").read().split("\0") if ws else []
-            expect(f"{NET}.2:8786" in cmd and h in cmd,
-                   f"{h}: worker points at the master's ansible_host, named {h}: {cmd}")
+            expect(f"{NET}.2:8786" in cmd and h in cmd and "--keys" in cmd,
+                   f"{h}: worker points at the master's ansible_host, named {h}, keys: {cmd}")
         mlog = os.path.join(tmp, "hosts", "master", "state", "log", "dmri-scheduler.log")
-        expect(os.path.exists(mlog) and "listening on tcp://0.0.0.0:8786" in open(mlog).read(),
-               "scheduler log in the state dir, listening on 0.0.0.0:8786")
+        mlog_text = open(mlog).read() if os.path.exists(mlog) else ""
+        expect("listening on tcp://0.0.0.0:8786" in mlog_text and
+               "CURVE authentication and encryption on" in mlog_text,
+               "scheduler log in the state dir, listening on 0.0.0.0:8786, CURVE on")
 
         print("submit from the controller through ssh -L 8786:127.0.0.1:8786 root@master")
         mbin = os.path.join(prefixes["master"], "bin")
@@ -305,11 +336,19 @@ def main():
                                         "-o", "UserKnownHostsFile=/dev/null",
                                         "-L", "8786:127.0.0.1:8786", f"root@{NET}.2"),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # what a laptop user copies from the head: cluster.pub and their certificate
+        laptop = os.path.join(tmp, "laptop-keys")
+        os.makedirs(laptop)
+        mkeys = os.path.join(tmp, "hosts", "master", "state", "keys")
+        shutil.copy(os.path.join(mkeys, "cluster.pub"), laptop)
+        shutil.copy(os.path.join(mkeys, "certs", "client.cert"), laptop)
+        os.chmod(os.path.join(laptop, "client.cert"), 0o600)
+        keys = ["--keys", laptop, "--cert", os.path.join(laptop, "client.cert")]
         st = None
         deadline = time.time() + 20
         while time.time() < deadline and tunnel.poll() is None:
             st = sh(*in_ns("ctl", os.path.join(mbin, "dmri-submit"), "--status", "--timeout",
-                           "2"), check=False)
+                           "2", *keys), check=False)
             if st.returncode == 0:
                 break
             time.sleep(0.3)
@@ -317,9 +356,14 @@ def main():
                and "slave1" in st.stdout and "slave2" in st.stdout,
                f"dmri-submit --status through the tunnel lists both slaves: "
                f"{st.stdout if st else ''} {st.stderr if st else ''}")
+        r = sh(*in_ns("ctl", os.path.join(mbin, "dmri-submit"), "--status", "--timeout", "5"),
+               check=False, timeout=30)
+        expect(r.returncode == 1 and "authentication failed" in r.stderr,
+               f"without a certificate the scheduler refuses: exit {r.returncode} "
+               f"{r.stderr.strip()[-300:]}")
         out = os.path.join(tmp, "out")
-        r = sh(*in_ns("ctl", os.path.join(mbin, "dmri-submit"), "--quiet", "--out", out, subj),
-               check=False, timeout=300)
+        r = sh(*in_ns("ctl", os.path.join(mbin, "dmri-submit"), "--quiet", "--out", out,
+                      *keys, subj), check=False, timeout=300)
         expect(r.returncode == 0, f"dmri-submit through the tunnel: exit {r.returncode} "
                                   f"{r.stderr.strip()[-300:]}")
         if r.returncode == 0:
