@@ -96,6 +96,14 @@ class Cluster:
                     p.wait()
 
 
+def read_text(path):
+    """A log's text so far ("" if it does not exist yet)."""
+    try:
+        return open(path, errors="replace").read()
+    except OSError:
+        return ""
+
+
 def phantom(build, path, *args):
     subprocess.run([os.path.join(build, "client", "dmri-phantom"), "--out", path, *args],
                    check=True, capture_output=True)

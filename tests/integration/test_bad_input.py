@@ -14,13 +14,7 @@ import nibabel as nib
 import numpy as np
 
 DIPY_DATA = "/usr/lib/python3/dist-packages/dipy/data/files"
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what)
-    if not cond:
-        FAILURES.append(what)
+from checks import FAILURES, expect  # noqa: E402
 
 
 def make_phantom(build, d, *extra):

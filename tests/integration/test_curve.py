@@ -27,17 +27,8 @@ import zmq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import OUTPUTS, Cluster, dmri_run, phantom, same_outputs  # noqa: E402
 
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-
-
-def header(t, body):
-    return msgpack.packb(["dmri", 1, t, body], use_bin_type=True)
+from checks import FAILURES, expect  # noqa: E402
+from hostile_util import header  # noqa: E402
 
 
 def key_of(path, name):

@@ -30,13 +30,7 @@ HOSTS = {"ctl": 1, "master": 2, "slave1": 3, "slave2": 4}
 TMP_PREFIX = "dmri-deploy-test-"
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(SRC, "deploy")
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+from checks import FAILURES, expect  # noqa: E402
 
 
 def sh(*cmd, check=True, timeout=60, **kw):

@@ -18,13 +18,7 @@ import time
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "deploy", "dmri-daemon.sh")
 PY = "/usr/bin/python3"
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+from checks import FAILURES, expect  # noqa: E402
 
 
 def run(*args):

@@ -19,18 +19,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import Cluster, dmri_run, phantom, same_outputs  # noqa: E402
+from cluster_util import Cluster, dmri_run, phantom, read_text, same_outputs  # noqa: E402
 
 NS = "dmrip8-w"
 HOST_IF, NS_IF = "dmrip8-h", "dmrip8-n"
 HOST_IP, NS_IP = "10.232.8.1", "10.232.8.2"
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+from checks import FAILURES, expect  # noqa: E402
 
 
 def sh(*cmd, check=True):
@@ -54,13 +48,6 @@ def setup_net():
     sh("ip", "netns", "exec", NS, "ip", "addr", "add", f"{NS_IP}/24", "dev", NS_IF)
     sh("ip", "netns", "exec", NS, "ip", "link", "set", NS_IF, "up")
     sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
-
-
-def read(path):
-    try:
-        return open(path, errors="replace").read()
-    except OSError:
-        return ""
 
 
 def main():
@@ -98,12 +85,12 @@ def main():
         out = os.path.join(tmp, "out")
         client, clog = cluster.submit_async("--out", out, "--timeout", "120", subj[0])
         deadline = time.time() + 120
-        while time.time() < deadline and " done in " not in read(nslog):
+        while time.time() < deadline and " done in " not in read_text(nslog):
             time.sleep(0.05)
-        expect(" done in " in read(nslog), "the far worker had finished tasks (holds chunks) before the cut")
+        expect(" done in " in read_text(nslog), "the far worker had finished tasks (holds chunks) before the cut")
         sh("ip", "link", "set", HOST_IF, "down")
         t_down = time.time()
-        expect(cluster.wait_log(cluster.sched_log, "worker far (", 15) and "lost" in read(cluster.sched_log),
+        expect(cluster.wait_log(cluster.sched_log, "worker far (", 15) and "lost" in read_text(cluster.sched_log),
                "the scheduler declared the partitioned worker lost")
         time.sleep(max(0.0, 20 - (time.time() - t_down)))
         sh("ip", "link", "set", HOST_IF, "up")
@@ -112,15 +99,15 @@ def main():
         expect(not same_outputs(refs[0], os.path.join(out, "s0")), "its outputs equal dmri-run's")
         # rejoin: a second "joined" line for far
         deadline = time.time() + 40
-        while time.time() < deadline and read(cluster.sched_log).count("worker far joined") < 2:
+        while time.time() < deadline and read_text(cluster.sched_log).count("worker far joined") < 2:
             time.sleep(0.2)
-        expect(read(cluster.sched_log).count("worker far joined") >= 2,
+        expect(read_text(cluster.sched_log).count("worker far joined") >= 2,
                "the worker rejoined by itself once the link was back")
-        n_far_before = read(nslog).count(" done in ")
+        n_far_before = read_text(nslog).count(" done in ")
         r = cluster.submit("--out", out, "--timeout", "120", subj[1], timeout=300)
         expect(r.returncode == 0 and not same_outputs(refs[1], os.path.join(out, "s1")),
                "next subject after the rejoin equals dmri-run")
-        expect(read(nslog).count(" done in ") > n_far_before,
+        expect(read_text(nslog).count(" done in ") > n_far_before,
                "the rejoined worker ran tasks of the next subject")
 
         # 2. 10% packet loss both ways on the far worker's link
@@ -132,14 +119,14 @@ def main():
         with open(rf, "w") as f:
             f.write(rules)
         sh("ip", "netns", "exec", NS, "nft", "-f", rf)
-        n_far_before = read(nslog).count(" done in ")
+        n_far_before = read_text(nslog).count(" done in ")
         t0 = time.time()
         r = cluster.submit("--out", out, "--timeout", "120", subj[2], timeout=600)
         print(f"  (subject with 10% loss on one worker's link: {time.time() - t0:.1f} s)")
         expect(r.returncode == 0, f"the run completes with 10% packet loss (exit {r.returncode}: {r.stderr.strip()[-200:]})")
         expect(r.returncode == 0 and not same_outputs(refs[2], os.path.join(out, "s2")),
                "outputs under packet loss equal dmri-run's")
-        n_far = read(nslog).count(" done in ")
+        n_far = read_text(nslog).count(" done in ")
         counters = sh("ip", "netns", "exec", NS, "nft", "list", "ruleset").stdout
         sh("ip", "netns", "exec", NS, "nft", "delete", "table", "inet", "dmrip8", check=False)
         expect("drop" in counters, "the loss rules were in place")

@@ -14,15 +14,9 @@ import tempfile
 import nibabel as nib
 import numpy as np
 
-FAILURES = []
+from checks import FAILURES, expect  # noqa: E402
 OUTPUTS = ["mask.nii.gz", "dti_fa.nii.gz", "dti_md.nii.gz", "dti_ad.nii.gz", "dti_rd.nii.gz",
            "dti_evecs.nii.gz", "dti_color_fa.nii.gz", "denoised.nii.gz"]
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what)
-    if not cond:
-        FAILURES.append(what)
 
 
 def dmri_run(build, *args):

@@ -21,13 +21,7 @@ import time
 
 from s3rver_util import KEY_ID, SECRET, Server, aws, install_s3rver, md5
 
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
+from checks import FAILURES as FAILS, expect as check  # noqa: E402
 
 
 def main():

@@ -15,23 +15,13 @@ import sys
 import tempfile
 import time
 
-import msgpack
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import Cluster, dmri_run, phantom, same_outputs  # noqa: E402
 
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-
-
-def header(t, body, version=1):
-    return msgpack.packb(["dmri", version, t, body], use_bin_type=True)
+from checks import FAILURES, expect  # noqa: E402
+from hostile_util import header, mutate, wrong_types  # noqa: E402
 
 
 VALID = [
@@ -51,29 +41,6 @@ VALID = [
     (41, {"json": b"{}"}),
     (5, {"reason": "bye"}),
 ]
-
-
-def mutate(rng, data):
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randint(0, 3)
-        if op == 0 and b:
-            b[rng.randrange(len(b))] ^= 1 << rng.randint(0, 7)
-        elif op == 1 and b:
-            del b[rng.randrange(len(b)):]
-        elif op == 2:
-            b[rng.randrange(len(b) + 1):0] = bytes(rng.randint(0, 255) for _ in range(rng.randint(1, 8)))
-        elif b:
-            i = rng.randrange(len(b))
-            b[i:i] = b[i:i + rng.randint(1, 16)]
-    return bytes(b)
-
-
-def wrong_types(rng, t, body):
-    body = dict(body)
-    k = rng.choice(list(body))
-    body[k] = rng.choice([None, -1, 3.5, "str", b"bin", [1, 2], {"a": 1}, 2 ** 64 - 1, True])
-    return header(t, body)
 
 
 def main():

@@ -16,22 +16,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import Cluster, dmri_run, phantom, same_outputs  # noqa: E402
+from cluster_util import Cluster, dmri_run, phantom, read_text, same_outputs  # noqa: E402
 
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-
-
-def read(path):
-    try:
-        return open(path, errors="replace").read()
-    except OSError:
-        return ""
+from checks import FAILURES, expect  # noqa: E402
 
 
 def main():
@@ -64,7 +51,7 @@ def main():
         # Kill -9 once subject A is done and B is under way.
         expect(cluster.wait_log(client_log, "subject subjA done", timeout=240),
                "subject A finished before the crash")
-        killed_during_b = "subject subjB done" not in read(client_log)
+        killed_during_b = "subject subjB done" not in read_text(client_log)
         os.kill(cluster.sched.pid, signal.SIGKILL)
         cluster.sched.wait()
         expect(killed_during_b, "the scheduler was killed while subject B was running")
@@ -79,20 +66,20 @@ def main():
         except subprocess.TimeoutExpired:
             client.kill()
             client.wait()
-        text2 = read(log2)
+        text2 = read_text(log2)
         expect(client.returncode == 0, f"dmri-submit finished with exit 0 (got {client.returncode})")
         expect("journal of 1 unfinished subject" in text2,
                "the restarted scheduler found subject B unfinished in its journal")
         expect("resumes job" in text2 and "subjB" in text2, "subject B resumed from the journal")
         expect("subjA" not in text2.replace(state, ""), "subject A (finished) was not redone")
-        expect("registering again" in read(client_log), "the client reconnected by itself")
+        expect("registering again" in read_text(client_log), "the client reconnected by itself")
         expect("worker w1 joined" in text2 and "worker w2 joined" in text2,
                "both workers re-registered with the restarted scheduler")
         expect(not same_outputs(ref_a, os.path.join(out, "subjA")), "subject A outputs equal dmri-run")
         expect(not same_outputs(ref_b, os.path.join(out, "subjB")), "subject B outputs equal dmri-run")
 
         # Job ids continue after the journal's highest (never reused).
-        ids = [int(w) for line in read(log2).splitlines() if "resumes job" in line
+        ids = [int(w) for line in read_text(log2).splitlines() if "resumes job" in line
                for w in line.split("job ")[1:2] for w in [w.split()[0]]]
         expect(ids and ids[0] > 2, f"the resumed job got a new id above the old ones ({ids})")
 
@@ -105,10 +92,10 @@ def main():
         cluster._start("scheduler3", [cluster.bin("scheduler", "dmri-scheduler"), "--port", "0",
                                       "--state-dir", state, "--client-timeout", "1"], log3)
         deadline = time.time() + 20
-        while time.time() < deadline and "not resumed by its client" not in read(log3):
+        while time.time() < deadline and "not resumed by its client" not in read_text(log3):
             time.sleep(0.1)
-        expect("not resumed by its client" in read(log3), "an orphaned job is dropped after the client timeout")
-        jr = read(os.path.join(state, "journal"))
+        expect("not resumed by its client" in read_text(log3), "an orphaned job is dropped after the client timeout")
+        jr = read_text(os.path.join(state, "journal"))
         expect("C\t99" in jr, "and its end is journaled")
     finally:
         if cluster:

@@ -16,13 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import Cluster, phantom  # noqa: E402
 
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+from checks import FAILURES, expect  # noqa: E402
 
 
 def status(c, *args, timeout=5):

@@ -31,18 +31,8 @@ TASK_REQUEST, TASK_ASSIGN, TASK_DONE, TASK_FAILED, RELEASE = 10, 11, 12, 13, 14
 DATA_GET, DATA, DATA_MISSING = 20, 21, 22
 K_SIGMA, K_SAVE, K_LOAD, K_NOOP = 4, 7, 100, 101
 
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-    return cond
-
-
-def header(t, body, version=1):
-    return msgpack.packb(["dmri", version, t, body], use_bin_type=True)
+from checks import FAILURES, expect  # noqa: E402
+from hostile_util import header  # noqa: E402
 
 
 def parse(frame):
