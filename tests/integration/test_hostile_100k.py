@@ -24,17 +24,8 @@ import zmq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import Cluster, dmri_run, phantom, same_outputs  # noqa: E402
 
-FAILURES = []
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-
-
-def header(t, body, version=1):
-    return msgpack.packb(["dmri", version, t, body], use_bin_type=True)
+from checks import FAILURES, expect  # noqa: E402
+from hostile_util import header, mutate, wrong_types  # noqa: E402
 
 
 SCHED_VALID = [
@@ -69,30 +60,6 @@ HUGE = [
     b"\x94\xa4dmri\x01\x0c\x81\xa8out_keys\xdd\x7f\xff\xff\xff",
     b"\x91" * 40 + b"\xc0",
 ]
-
-
-def mutate(rng, data):
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randint(0, 3)
-        if op == 0 and b:
-            b[rng.randrange(len(b))] ^= 1 << rng.randint(0, 7)
-        elif op == 1 and b:
-            del b[rng.randrange(len(b)):]
-        elif op == 2:
-            b[rng.randrange(len(b) + 1):0] = rng.randbytes(rng.randint(1, 8))
-        elif b:
-            i = rng.randrange(len(b))
-            b[i:i] = b[i:i + rng.randint(1, 16)]
-    return bytes(b)
-
-
-def wrong_types(rng, t, body):
-    body = dict(body)
-    k = rng.choice(list(body))
-    body[k] = rng.choice([None, -1, 3.5, "str", b"bin", [1, 2], {"a": 1}, 2 ** 64 - 1, True,
-                          "x" * 5000, [["deep"]] * 3])
-    return header(t, body)
 
 
 def hostile(rng, valid):
@@ -130,7 +97,7 @@ def cpu_ticks(pid):
     return int(f[11]) + int(f[12])  # utime + stime
 
 
-def flood(ctx, addr, valid, n, rng, per_socket, probe, pid):
+def flood(ctx, addr, valid, n, rng, per_socket, probe, pid, max_open=20):
     """Sends n hostile messages to addr from a new DEALER every per_socket
     messages (a new identity each), plus one frame over --max-message-size;
     returns when a fresh socket's probe is answered (everything before it was
@@ -143,11 +110,11 @@ def flood(ctx, addr, valid, n, rng, per_socket, probe, pid):
     s = None
     while sent < n:
         if sent % per_socket == 0:
-            # At most 20 connections open at once: libzmq 4.3's I/O thread
+            # At most max_open connections open at once: libzmq 4.3's I/O thread
             # cancels a heartbeat timer by a linear search of all timers on
             # every message, so hundreds of open connections slow it to a
             # crawl (a libzmq cost, not dmri's). Linger flushes what is queued.
-            if len(socks) >= 20:
+            if len(socks) >= max_open:
                 old = socks.pop(0)
                 old.setsockopt(zmq.LINGER, 5000)
                 old.close()
@@ -203,6 +170,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--messages", type=int, default=0)
+    ap.add_argument("--max-open", type=int, default=20,
+                    help="hostile connections open at once (libzmq slows down with many)")
     a = ap.parse_args()
     b = a.build_dir
     n = a.messages
@@ -229,7 +198,8 @@ def main():
 
         sent, nsock, answered, took = flood(
             ctx, f"tcp://{c.addr}", SCHED_VALID, n, rng, 500,
-            (header(1, {"role": "client", "name": "probe"}), lambda h: h[2] == 2), c.sched.pid)
+            (header(1, {"role": "client", "name": "probe"}), lambda h: h[2] == 2), c.sched.pid,
+            a.max_open)
         print(f"  scheduler: {sent} messages from {nsock} connections in {took:.1f} s", flush=True)
         expect(answered, "the scheduler answered a HELLO after the flood")
         expect(c.sched.poll() is None, f"scheduler alive after {sent} hostile messages")

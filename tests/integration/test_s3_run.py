@@ -19,13 +19,7 @@ import time
 from cluster_util import Cluster, dmri_run, phantom, same_outputs
 from s3rver_util import KEY_ID, SECRET, Server, aws, install_s3rver
 
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
+from checks import FAILURES as FAILS, expect as check  # noqa: E402
 
 
 def tree_bytes(d):
@@ -148,7 +142,7 @@ def main():
         out7 = os.path.join(tmp, "out7")
         r = run("--out", out7, "123456", "999999")
         check(r.returncode == 1 and "HCP/123456/T1w/Diffusion/bvals" in r.stderr
-              and "not on local disk" in r.stderr.replace("neither on local disk", "not on local disk"),
+              and "neither on local disk nor in the bucket" in r.stderr,
               "missing subject: names the key it looked for")
         check(not same_outputs(local["999999"], os.path.join(out7, "999999")),
               "the other subject of the same run still succeeds")
