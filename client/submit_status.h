@@ -1,5 +1,5 @@
 /* submit_status: what dmri-submit --status prints — the scheduler's STATUS
- * document (scheduler/sched_status.h) checked and rendered as a table, or
+ * document (the /api/status JSON of scheduler/status_json.h) checked and rendered as a table, or
  * passed through as JSON. Pure text in, text out: unit-tested without a
  * scheduler. */
 #ifndef DMRI_SUBMIT_STATUS_H

@@ -174,23 +174,26 @@ static int bvals_from_matrix(const char *path, matrix_t m, double **bvals, int *
 static int bvecs_from_matrix(const char *path, matrix_t m, double **bvecs, int *n,
                              dmri_err_t *err);
 
-int dmri_parse_bvals(const char *name, const char *text, size_t len, double **bvals, int *n,
-                     dmri_err_t *err) {
-    matrix_t m;
+/* Text in memory: the same size limit and parser as a file. */
+static int parse_text(const char *name, const char *text, size_t len, matrix_t *m,
+                      dmri_err_t *err) {
     if ((long)len > MAX_FILE_BYTES)
         return dmri_err_set(err, DMRI_EFORMAT, "%s: %zu bytes, too large for a gradient file",
                             name, len);
-    int rc = parse_matrix(name, text, (long)len, &m, err);
+    return parse_matrix(name, text, (long)len, m, err);
+}
+
+int dmri_parse_bvals(const char *name, const char *text, size_t len, double **bvals, int *n,
+                     dmri_err_t *err) {
+    matrix_t m;
+    int rc = parse_text(name, text, len, &m, err);
     return rc != 0 ? rc : bvals_from_matrix(name, m, bvals, n, err);
 }
 
 int dmri_parse_bvecs(const char *name, const char *text, size_t len, double **bvecs, int *n,
                      dmri_err_t *err) {
     matrix_t m;
-    if ((long)len > MAX_FILE_BYTES)
-        return dmri_err_set(err, DMRI_EFORMAT, "%s: %zu bytes, too large for a gradient file",
-                            name, len);
-    int rc = parse_matrix(name, text, (long)len, &m, err);
+    int rc = parse_text(name, text, len, &m, err);
     return rc != 0 ? rc : bvecs_from_matrix(name, m, bvecs, n, err);
 }
 

@@ -1668,17 +1668,3 @@ void dmri_sched_snapshot_close(dmri_sched_snapshot_t *snap) {
     snap->events = NULL;
     snap->nworkers = snap->njobs = snap->nevents = 0;
 }
-
-int dmri_sched_worker_info(const dmri_sched_t *s, int i, dmri_sched_worker_info_t *info) {
-    for (int k = 0; k < s->nworkers; k++) {
-        const worker_t *w = &s->workers[k];
-        if (!w->alive || i-- > 0)
-            continue;
-        info->name = w->name;
-        info->addr = w->addr;
-        info->nthreads = w->nthreads;
-        info->running = w->nrun;
-        return 0;
-    }
-    return -1;
-}

@@ -174,17 +174,4 @@ void dmri_sched_snapshot(const dmri_sched_t *s, dmri_sched_snapshot_t *snap);
 /* Free the arrays; safe twice. */
 void dmri_sched_snapshot_close(dmri_sched_snapshot_t *snap);
 
-/* One live worker, for status reports. The strings are borrowed from s and
- * valid until the next call that changes s. */
-typedef struct {
-    const char *name;        /* as announced in HELLO (any bytes but NUL) */
-    const char *addr;        /* its peer socket, "tcp://IP:PORT" */
-    int nthreads;
-    int running;             /* tasks assigned to it now */
-} dmri_sched_worker_info_t;
-
-/* The i-th live worker (0-based, in slot order). Returns 0, or -1 when there
- * are fewer than i + 1 live workers. */
-int dmri_sched_worker_info(const dmri_sched_t *s, int i, dmri_sched_worker_info_t *info);
-
 #endif

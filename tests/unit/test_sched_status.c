@@ -1,5 +1,5 @@
-/* Unit tests of scheduler/sched_status.c and the STATUS_QUERY exchange of the
- * state machine, without sockets: workers with awkward names register, a
+/* Unit tests of the STATUS_QUERY exchange (scheduler/status_json.c through
+ * the state machine), without sockets: workers with awkward names register, a
  * client asks, the STATUS document is parsed back with jansson and every
  * field checked; job counts follow a job that succeeds and one that fails;
  * a lost worker leaves the list; only a registered client may ask. */
